@@ -1,0 +1,477 @@
+/*
+ * hc: the HTTP client glue. Owns one libcurl multi handle, the libevent
+ * events that watch its sockets and its timer, and every request in
+ * flight (easy handle, header list, response buffer). Requests complete
+ * from the event loop only (curl's hiperfifo pattern).
+ *
+ * Re-entrancy: user callbacks run only from hc_dispatch_*() after
+ * curl_multi_socket_action() has returned, never from inside a libcurl
+ * callback, so a callback may start, cancel or free anything, including
+ * the client itself: hc->busy counts the dispatch frames on the stack and
+ * hc_free() inside one only marks the client dying; the outermost frame
+ * frees it.
+ */
+#include <sys/queue.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+#include "hc.h"
+#include "xmalloc.h"
+
+/* Default response cap when hc_opts.max_response is 0. */
+#define HC_MAX_RESPONSE (64UL * 1024 * 1024)
+/* Idle connections the multi handle keeps for reuse (sandboxes + engine). */
+#define HC_MAX_IDLE_CONNS 256L
+
+/* What a request is doing. */
+enum hc_state {
+	HC_RUNNING,	/* added to the multi handle */
+	HC_FAILING,	/* not added; the error is delivered by hc_on_defer */
+	HC_CALLING	/* its callback is on the stack */
+};
+
+struct hc_req {
+	TAILQ_ENTRY(hc_req) entry;
+	struct hc *hc;
+	enum hc_state state;
+	CURL *easy;
+	struct curl_slist *hdrs;
+	struct event *defer;	/* zero-delay event for HC_FAILING */
+	char *fail;		/* error text for HC_FAILING */
+	char *buf;		/* response body, NUL-terminated */
+	size_t len, cap, max;
+	int overflow;		/* body exceeded max */
+	char errbuf[CURL_ERROR_SIZE];
+	hc_done_cb cb;
+	void *arg;
+};
+
+/* A socket libcurl asked us to watch. */
+struct hc_sock {
+	TAILQ_ENTRY(hc_sock) entry;
+	curl_socket_t fd;
+	struct event *ev;
+};
+
+struct hc {
+	struct event_base *base;
+	CURLM *multi;
+	struct event *timer;
+	TAILQ_HEAD(, hc_req) reqs;	/* every request not yet called back */
+	TAILQ_HEAD(, hc_sock) socks;
+	size_t npending;
+	int busy;			/* dispatch frames on the stack */
+	int dying;			/* hc_free was called inside one */
+};
+
+static void hc_on_sock(evutil_socket_t, short, void *);
+static void hc_destroy(struct hc *);
+
+/* Frees a request's resources; it must be out of the multi handle. */
+static void
+hc_req_free(struct hc_req *r)
+{
+	if (r->defer != NULL)
+		event_free(r->defer);
+	if (r->easy != NULL)
+		curl_easy_cleanup(r->easy);
+	curl_slist_free_all(r->hdrs);
+	free(r->fail);
+	free(r->buf);
+	free(r);
+}
+
+/* Unlinks a request that is about to be called back or cancelled. */
+static void
+hc_req_unlink(struct hc_req *r)
+{
+	TAILQ_REMOVE(&r->hc->reqs, r, entry);
+	r->hc->npending--;
+	if (r->state == HC_RUNNING)
+		curl_multi_remove_handle(r->hc->multi, r->easy);
+}
+
+/* Calls a request back with resp, then frees it. */
+static void
+hc_req_finish(struct hc_req *r, struct hc_resp *resp)
+{
+	hc_req_unlink(r);
+	r->state = HC_CALLING;
+	r->cb(resp, r->arg);
+	hc_req_free(r);
+}
+
+/* Leaves a dispatch frame; the outermost one frees a dying client. */
+static void
+hc_leave(struct hc *hc)
+{
+	if (--hc->busy == 0 && hc->dying)
+		hc_destroy(hc);
+}
+
+/* Turns one finished transfer into its callback. */
+static void
+hc_req_done(struct hc_req *r, CURLcode rc)
+{
+	struct hc_resp resp;
+	char *ctype = NULL, *text = NULL;
+	long status = 0;
+
+	memset(&resp, 0, sizeof resp);
+	resp.body = r->buf != NULL ? r->buf : "";
+	if (r->overflow || rc == CURLE_FILESIZE_EXCEEDED) {
+		xasprintf(&text, "response larger than %zu bytes", r->max);
+		resp.error = text;
+		resp.body = "";
+	} else if (rc != CURLE_OK) {
+		resp.error = r->errbuf[0] != '\0' ? r->errbuf :
+		    curl_easy_strerror(rc);
+		resp.timed_out = rc == CURLE_OPERATION_TIMEDOUT;
+		resp.body = "";
+	} else {
+		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ctype);
+		resp.status = status;
+		resp.len = r->len;
+		resp.ctype = ctype;
+	}
+	hc_req_finish(r, &resp);
+	free(text);
+}
+
+/* Reaps every finished transfer (CURLMSG_DONE) after a socket action. */
+static void
+hc_check_done(struct hc *hc)
+{
+	CURLMsg *m;
+	char *priv;
+	int left;
+
+	while (!hc->dying && (m = curl_multi_info_read(hc->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		priv = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+		if (priv != NULL)
+			hc_req_done((struct hc_req *)priv, m->data.result);
+	}
+}
+
+/* Event on a socket libcurl watches: let libcurl act, then reap. */
+static void
+hc_on_sock(evutil_socket_t fd, short what, void *arg)
+{
+	struct hc *hc = arg;
+	int action = 0, running;
+
+	if (what & EV_READ)
+		action |= CURL_CSELECT_IN;
+	if (what & EV_WRITE)
+		action |= CURL_CSELECT_OUT;
+	hc->busy++;
+	curl_multi_socket_action(hc->multi, fd, action, &running);
+	hc_check_done(hc);
+	hc_leave(hc);
+}
+
+/* libcurl's timeout expired: let it act on timeouts, then reap. */
+static void
+hc_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct hc *hc = arg;
+	int running;
+
+	hc->busy++;
+	curl_multi_socket_action(hc->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	hc_check_done(hc);
+	hc_leave(hc);
+}
+
+/* Delivers the error of a request that never reached libcurl. */
+static void
+hc_on_defer(evutil_socket_t fd, short what, void *arg)
+{
+	struct hc_req *r = arg;
+	struct hc *hc = r->hc;
+	struct hc_resp resp;
+
+	memset(&resp, 0, sizeof resp);
+	resp.body = "";
+	resp.error = r->fail;
+	hc->busy++;
+	hc_req_finish(r, &resp);
+	hc_leave(hc);
+}
+
+/*
+ * CURLMOPT_TIMERFUNCTION: arms our one timer. It never calls
+ * curl_multi_socket_action itself; a 0 ms timeout fires on the next loop
+ * turn.
+ */
+static int
+hc_timer_cb(CURLM *multi, long ms, void *arg)
+{
+	struct hc *hc = arg;
+	struct timeval tv;
+
+	if (ms < 0) {
+		evtimer_del(hc->timer);
+		return 0;
+	}
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(hc->timer, &tv);
+	return 0;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: keeps one persistent event per socket. */
+static int
+hc_sock_cb(CURL *easy, curl_socket_t fd, int what, void *arg, void *sockp)
+{
+	struct hc *hc = arg;
+	struct hc_sock *s = sockp;
+	short kind;
+
+	if (what == CURL_POLL_REMOVE) {
+		if (s != NULL) {
+			TAILQ_REMOVE(&hc->socks, s, entry);
+			event_free(s->ev);
+			free(s);
+		}
+		return 0;
+	}
+	kind = EV_PERSIST;
+	if (what & CURL_POLL_IN)
+		kind |= EV_READ;
+	if (what & CURL_POLL_OUT)
+		kind |= EV_WRITE;
+	if (s == NULL) {
+		s = xcalloc(1, sizeof *s);
+		s->fd = fd;
+		TAILQ_INSERT_TAIL(&hc->socks, s, entry);
+		curl_multi_assign(hc->multi, fd, s);
+	} else
+		event_free(s->ev);
+	/* The callback gets hc, not s: s may be freed under it. */
+	s->ev = event_new(hc->base, fd, kind, hc_on_sock, hc);
+	event_add(s->ev, NULL);
+	return 0;
+}
+
+/* CURLOPT_WRITEFUNCTION: appends to the body, refusing more than max. */
+static size_t
+hc_write_cb(char *data, size_t size, size_t n, void *arg)
+{
+	struct hc_req *r = arg;
+	size_t want;
+
+	n *= size;
+	if (n > r->max - r->len) {
+		r->overflow = 1;
+		return 0;
+	}
+	if (r->len + n + 1 > r->cap) {
+		want = r->cap < 1024 ? 1024 : r->cap;
+		while (want < r->len + n + 1)
+			want *= 2;
+		if (want > r->max + 1)
+			want = r->max + 1;
+		r->buf = xreallocarray(r->buf, 1, want);
+		r->cap = want;
+	}
+	memcpy(r->buf + r->len, data, n);
+	r->len += n;
+	r->buf[r->len] = '\0';
+	return n;
+}
+
+/* Makes a client on base. */
+struct hc *
+hc_new(struct event_base *base, long max_host_conns)
+{
+	struct hc *hc;
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	hc = xcalloc(1, sizeof *hc);
+	hc->base = base;
+	TAILQ_INIT(&hc->reqs);
+	TAILQ_INIT(&hc->socks);
+	if ((hc->multi = curl_multi_init()) == NULL)
+		abort();
+	hc->timer = evtimer_new(base, hc_on_timer, hc);
+	curl_multi_setopt(hc->multi, CURLMOPT_SOCKETFUNCTION, hc_sock_cb);
+	curl_multi_setopt(hc->multi, CURLMOPT_SOCKETDATA, hc);
+	curl_multi_setopt(hc->multi, CURLMOPT_TIMERFUNCTION, hc_timer_cb);
+	curl_multi_setopt(hc->multi, CURLMOPT_TIMERDATA, hc);
+	if (max_host_conns > 0)
+		curl_multi_setopt(hc->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+		    max_host_conns);
+	curl_multi_setopt(hc->multi, CURLMOPT_MAXCONNECTS, HC_MAX_IDLE_CONNS);
+	return hc;
+}
+
+/* Frees the multi handle, the sockets it left and the client. */
+static void
+hc_destroy(struct hc *hc)
+{
+	struct hc_sock *s;
+
+	/* Cleanup may still report sockets as removed: keep events alive. */
+	curl_multi_cleanup(hc->multi);
+	while ((s = TAILQ_FIRST(&hc->socks)) != NULL) {
+		TAILQ_REMOVE(&hc->socks, s, entry);
+		event_free(s->ev);
+		free(s);
+	}
+	event_free(hc->timer);
+	free(hc);
+	curl_global_cleanup();
+}
+
+/* Cancels everything and frees the client (later, if inside a callback). */
+void
+hc_free(struct hc *hc)
+{
+	struct hc_req *r;
+
+	if (hc == NULL || hc->dying)
+		return;
+	while ((r = TAILQ_FIRST(&hc->reqs)) != NULL)
+		hc_cancel(r);
+	if (hc->busy > 0) {
+		hc->dying = 1;
+		return;
+	}
+	hc_destroy(hc);
+}
+
+/* Sets the method and body of an easy handle. */
+static CURLcode
+hc_set_method(struct hc_req *r, const struct hc_opts *o)
+{
+	const char *m = o->method != NULL ? o->method : "GET";
+	CURLcode rc = CURLE_OK;
+
+	if (o->body != NULL || strcasecmp(m, "POST") == 0) {
+		/* POST semantics; another method name overrides the verb. */
+		rc = curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)(o->body != NULL ? o->body_len : 0));
+		if (rc == CURLE_OK)
+			rc = curl_easy_setopt(r->easy, CURLOPT_COPYPOSTFIELDS,
+			    o->body != NULL ? o->body : "");
+		if (rc == CURLE_OK && strcasecmp(m, "POST") != 0)
+			rc = curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST,
+			    m);
+	} else if (strcasecmp(m, "HEAD") == 0)
+		rc = curl_easy_setopt(r->easy, CURLOPT_NOBODY, 1L);
+	else if (strcasecmp(m, "GET") != 0)
+		rc = curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, m);
+	return rc;
+}
+
+/* Applies a request's options to its easy handle. */
+static CURLcode
+hc_setup(struct hc_req *r, const struct hc_opts *o)
+{
+	const char *const *h;
+	CURL *e = r->easy;
+	CURLcode rc = CURLE_OK;
+
+	r->hdrs = curl_slist_append(NULL, "Expect:");
+	for (h = o->headers; h != NULL && *h != NULL && r->hdrs != NULL; h++)
+		r->hdrs = curl_slist_append(r->hdrs, *h);
+	if (r->hdrs == NULL)
+		return CURLE_OUT_OF_MEMORY;
+
+#define HC_SET(opt, val)                                                      \
+	do {                                                                  \
+		if (rc == CURLE_OK)                                           \
+			rc = curl_easy_setopt(e, opt, val);                   \
+	} while (0)
+	HC_SET(CURLOPT_PRIVATE, r);
+	HC_SET(CURLOPT_URL, o->url);
+	HC_SET(CURLOPT_NOSIGNAL, 1L);
+	HC_SET(CURLOPT_ERRORBUFFER, r->errbuf);
+	HC_SET(CURLOPT_WRITEFUNCTION, hc_write_cb);
+	HC_SET(CURLOPT_WRITEDATA, r);
+	HC_SET(CURLOPT_HTTPHEADER, r->hdrs);
+	HC_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	HC_SET(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	HC_SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	if (o->unix_path != NULL)
+		HC_SET(CURLOPT_UNIX_SOCKET_PATH, o->unix_path);
+	if (o->timeout_ms > 0)
+		HC_SET(CURLOPT_TIMEOUT_MS, o->timeout_ms);
+	if (o->connect_timeout_ms > 0)
+		HC_SET(CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
+#undef HC_SET
+	if (rc == CURLE_OK)
+		rc = hc_set_method(r, o);
+	return rc;
+}
+
+/* Starts a request; failures are reported through cb from the loop. */
+struct hc_req *
+hc_request(struct hc *hc, const struct hc_opts *o, hc_done_cb cb, void *arg)
+{
+	struct hc_req *r;
+	CURLMcode mc;
+	CURLcode rc;
+	static const struct timeval now = { 0, 0 };
+
+	r = xcalloc(1, sizeof *r);
+	r->hc = hc;
+	r->cb = cb;
+	r->arg = arg;
+	r->max = o->max_response > 0 ? o->max_response : HC_MAX_RESPONSE;
+	r->state = HC_FAILING;
+	TAILQ_INSERT_TAIL(&hc->reqs, r, entry);
+	hc->npending++;
+
+	if (o->url == NULL)
+		r->fail = xstrdup("no URL");
+	else if ((r->easy = curl_easy_init()) == NULL)
+		r->fail = xstrdup("cannot make a libcurl handle");
+	else if ((rc = hc_setup(r, o)) != CURLE_OK)
+		xasprintf(&r->fail, "bad request option: %s",
+		    curl_easy_strerror(rc));
+	else if ((mc = curl_multi_add_handle(hc->multi, r->easy)) != CURLM_OK)
+		xasprintf(&r->fail, "cannot start request: %s",
+		    curl_multi_strerror(mc));
+	else
+		r->state = HC_RUNNING;
+
+	if (r->state == HC_FAILING) {
+		r->defer = evtimer_new(hc->base, hc_on_defer, r);
+		evtimer_add(r->defer, &now);
+	}
+	return r;
+}
+
+/*
+ * Cancels a request without calling back. A request whose callback is
+ * running is left alone: it is freed when its callback returns.
+ */
+void
+hc_cancel(struct hc_req *r)
+{
+	if (r == NULL || r->state == HC_CALLING)
+		return;
+	hc_req_unlink(r);
+	hc_req_free(r);
+}
+
+/* Requests not yet called back. */
+size_t
+hc_pending(const struct hc *hc)
+{
+	return hc->npending;
+}

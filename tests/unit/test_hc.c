@@ -1,0 +1,709 @@
+/*
+ * test_hc: the HTTP client glue against two in-process evhttp servers on
+ * the same event loop, one on 127.0.0.1 and one on a unix socket.
+ */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+
+#include "hc.h"
+#include "tap.h"
+
+static struct event_base *base;
+static int tcp_conns, unix_conns;	/* connections the servers accepted */
+static char sock_path[108];
+static char url_base[64];
+static struct evhttp_request *hung;	/* the /hang request, never answered */
+
+/* One test request's outcome. */
+struct res {
+	int done;		/* callbacks seen */
+	int returned;		/* hc_request had returned when called back */
+	long status;
+	char *body;
+	size_t len;
+	char *ctype;
+	char *error;
+	int timed_out;
+	int *flag;		/* for callbacks that check a flag */
+};
+
+/* Counts a new server connection and gives evhttp its bufferevent. */
+static struct bufferevent *
+srv_on_conn(struct event_base *b, void *arg)
+{
+	(*(int *)arg)++;
+	return bufferevent_socket_new(b, -1, BEV_OPT_CLOSE_ON_FREE);
+}
+
+/* Sends a chunked body of n bytes. */
+static void
+srv_send_chunked(struct evhttp_request *req, size_t n)
+{
+	struct evbuffer *b = evbuffer_new();
+	char chunk[4096];
+
+	memset(chunk, 'c', sizeof chunk);
+	evhttp_send_reply_start(req, 200, "OK");
+	while (n > 0) {
+		size_t k = n < sizeof chunk ? n : sizeof chunk;
+
+		evbuffer_add(b, chunk, k);
+		evhttp_send_reply_chunk(req, b);
+		n -= k;
+	}
+	evhttp_send_reply_end(req);
+	evbuffer_free(b);
+}
+
+/* A request answered later, forgotten if its connection closes first. */
+struct slow {
+	struct event *ev;
+	struct evhttp_request *req;
+};
+
+/* Answers a delayed request. */
+static void
+srv_on_slow(evutil_socket_t fd, short what, void *arg)
+{
+	struct slow *s = arg;
+
+	evhttp_connection_set_closecb(evhttp_request_get_connection(s->req),
+	    NULL, NULL);
+	evhttp_send_reply(s->req, 200, "OK", NULL);
+	event_free(s->ev);
+	free(s);
+}
+
+/* The client closed a connection with a delayed request on it. */
+static void
+srv_on_slow_close(struct evhttp_connection *c, void *arg)
+{
+	struct slow *s = arg;
+
+	event_free(s->ev);
+	free(s);
+}
+
+/* The client closed the connection of the hung request. */
+static void
+srv_on_hang_close(struct evhttp_connection *c, void *arg)
+{
+	hung = NULL;
+}
+
+/* The test server: /echo, /status/N, /json, /big, /bigchunked, /hang... */
+static void
+srv_handle(struct evhttp_request *req, void *arg)
+{
+	const char *uri = evhttp_request_get_uri(req);
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct evbuffer *out = evbuffer_new();
+	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+	const char *m;
+	static const struct timeval slow = { 0, 200000 };
+
+	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_GET:
+		m = "GET";
+		break;
+	case EVHTTP_REQ_POST:
+		m = "POST";
+		break;
+	case EVHTTP_REQ_PUT:
+		m = "PUT";
+		break;
+	case EVHTTP_REQ_DELETE:
+		m = "DELETE";
+		break;
+	case EVHTTP_REQ_HEAD:
+		m = "HEAD";
+		break;
+	default:
+		m = "OTHER";
+		break;
+	}
+	if (strncmp(uri, "/echo", 5) == 0) {
+		const char *exp = evhttp_find_header(
+		    evhttp_request_get_input_headers(req), "Expect");
+
+		evbuffer_add_printf(out, "%s:%s:", m, exp ? exp : "-");
+		evbuffer_add_buffer(out, in);
+		evhttp_add_header(oh, "Content-Type", "text/plain");
+		evhttp_send_reply(req, 200, "OK", out);
+	} else if (strncmp(uri, "/status/", 8) == 0) {
+		evbuffer_add_printf(out, "status %s", uri + 8);
+		evhttp_send_reply(req, atoi(uri + 8), "X", out);
+	} else if (strcmp(uri, "/json") == 0) {
+		evbuffer_add_printf(out, "{\"a\":1}");
+		evhttp_add_header(oh, "Content-Type", "application/json");
+		evhttp_send_reply(req, 200, "OK", out);
+	} else if (strcmp(uri, "/big") == 0) {
+		char *big = malloc(1 << 20);
+
+		memset(big, 'b', 1 << 20);
+		evbuffer_add(out, big, 1 << 20);
+		free(big);
+		evhttp_send_reply(req, 200, "OK", out);
+	} else if (strcmp(uri, "/bigchunked") == 0) {
+		srv_send_chunked(req, 1 << 20);
+	} else if (strcmp(uri, "/hang") == 0) {
+		hung = req;
+		evhttp_connection_set_closecb(evhttp_request_get_connection(req),
+		    srv_on_hang_close, NULL);
+	} else if (strcmp(uri, "/slow") == 0) {
+		struct slow *s = malloc(sizeof *s);
+
+		s->req = req;
+		s->ev = evtimer_new(base, srv_on_slow, s);
+		evtimer_add(s->ev, &slow);
+		evhttp_connection_set_closecb(evhttp_request_get_connection(req),
+		    srv_on_slow_close, s);
+	} else
+		evhttp_send_reply(req, 404, "Not Found", NULL);
+	evbuffer_free(out);
+}
+
+/* Records a response. */
+static void
+on_done(const struct hc_resp *r, void *arg)
+{
+	struct res *x = arg;
+
+	x->done++;
+	x->status = r->status;
+	free(x->body);
+	x->body = malloc(r->len + 1);
+	memcpy(x->body, r->body, r->len + 1);
+	x->len = r->len;
+	free(x->ctype);
+	x->ctype = r->ctype ? strdup(r->ctype) : NULL;
+	free(x->error);
+	x->error = r->error ? strdup(r->error) : NULL;
+	x->timed_out = r->timed_out;
+	x->returned = x->flag != NULL ? *x->flag : -1;
+}
+
+/* Frees a result's copies. */
+static void
+res_clear(struct res *x)
+{
+	free(x->body);
+	free(x->ctype);
+	free(x->error);
+	memset(x, 0, sizeof *x);
+}
+
+/* Sets *arg when the guard timer fires. */
+static void
+on_guard(evutil_socket_t fd, short what, void *arg)
+{
+	*(int *)arg = 1;
+}
+
+/* Runs the loop until *n reaches want or ms pass. Returns 0 if reached. */
+static int
+run_until(const int *n, int want, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	int expired = 0;
+	struct event *guard = evtimer_new(base, on_guard, &expired);
+
+	evtimer_add(guard, &tv);
+	while (*n < want && !expired)
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(guard);
+	return *n >= want ? 0 : -1;
+}
+
+/* Runs the loop for ms. */
+static void
+run_for(int ms)
+{
+	int never = 0;
+
+	run_until(&never, 1, ms);
+}
+
+/* Makes a URL on the TCP server. */
+static const char *
+url(const char *path)
+{
+	static char buf[256];
+
+	snprintf(buf, sizeof buf, "%s%s", url_base, path);
+	return buf;
+}
+
+/* A free TCP port nobody listens on (bound, then closed). */
+static int
+dead_port(void)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof sin;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(fd, (struct sockaddr *)&sin, sizeof sin);
+	getsockname(fd, (struct sockaddr *)&sin, &len);
+	port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+static void
+test_basic(struct hc *hc)
+{
+	struct hc_opts o;
+	struct res x;
+	int returned = 0;
+	const char *hdrs[] = { "Content-Type: text/plain", "X-A: b", NULL };
+
+	/* GET, and the callback comes from the loop. */
+	memset(&x, 0, sizeof x);
+	memset(&o, 0, sizeof o);
+	o.method = "GET";
+	o.url = url("/echo");
+	o.timeout_ms = 2000;
+	x.flag = &returned;
+	hc_request(hc, &o, on_done, &x);
+	returned = 1;
+	ok(x.done == 0, "no callback from inside hc_request");
+	is_int(hc_pending(hc), 1, "one request pending");
+	ok(run_until(&x.done, 1, 2000) == 0, "GET completes");
+	is_int(x.returned, 1, "called back after hc_request returned");
+	is_int(x.status, 200, "GET status 200");
+	is_str(x.body, "GET:-:", "GET body, no Expect header sent");
+	is_str(x.ctype, "text/plain", "Content-Type captured");
+	ok(x.error == NULL && !x.timed_out, "no error");
+	is_int(hc_pending(hc), 0, "nothing pending");
+	res_clear(&x);
+
+	/* POST with a body holding a NUL byte. */
+	o.method = "POST";
+	o.headers = hdrs;
+	o.body = "hello\0world";
+	o.body_len = 11;
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	is_int(x.status, 200, "POST status 200");
+	is_int(x.len, 7 + 11, "POST body length");
+	ok(x.len == 18 && memcmp(x.body, "POST:-:hello\0world", 18) == 0,
+	    "POST body echoed, Expect empty");
+	ok(x.body[x.len] == '\0', "body NUL-terminated");
+	res_clear(&x);
+
+	/* A body large enough for libcurl to want 100-continue. */
+	{
+		char *big = malloc(8192);
+
+		memset(big, 'x', 8192);
+		o.body = big;
+		o.body_len = 8192;
+		hc_request(hc, &o, on_done, &x);
+		free(big);
+		run_until(&x.done, 1, 2000);
+		ok(x.len == 7 + 8192 && strncmp(x.body, "POST:-:xx", 9) == 0,
+		    "8 KiB POST: no Expect, body copied at hc_request");
+		res_clear(&x);
+	}
+
+	/* POST without a body, PUT with one, DELETE, HEAD. */
+	o.headers = NULL;
+	o.body = NULL;
+	o.body_len = 0;
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	is_str(x.body, "POST:-:", "empty POST");
+	res_clear(&x);
+	o.method = "PUT";
+	o.body = "p";
+	o.body_len = 1;
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	is_str(x.body, "PUT:-:p", "PUT with a body");
+	res_clear(&x);
+	o.method = "DELETE";
+	o.body = NULL;
+	o.body_len = 0;
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	is_str(x.body, "DELETE:-:", "DELETE");
+	res_clear(&x);
+	o.method = "HEAD";
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	ok(x.status == 200 && x.len == 0 && x.body[0] == '\0',
+	    "HEAD: 200, empty body");
+	res_clear(&x);
+
+	/* Status codes and a JSON Content-Type. */
+	o.method = "GET";
+	o.url = url("/status/404");
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	ok(x.status == 404 && x.error == NULL, "404 is a status, not an error");
+	is_str(x.body, "status 404", "404 body");
+	res_clear(&x);
+	o.url = url("/status/500");
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	is_int(x.status, 500, "500 status");
+	res_clear(&x);
+	o.url = url("/status/204");
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	ok(x.status == 204 && x.len == 0, "204, empty body");
+	res_clear(&x);
+	o.url = url("/json");
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	is_str(x.ctype, "application/json", "JSON Content-Type");
+	is_str(x.body, "{\"a\":1}", "JSON body");
+	res_clear(&x);
+}
+
+static void
+test_keepalive(struct hc *hc)
+{
+	struct hc_opts o;
+	struct res x;
+	int i, before, good = 0;
+
+	memset(&x, 0, sizeof x);
+	memset(&o, 0, sizeof o);
+	o.url = url("/echo");
+	o.timeout_ms = 2000;
+	before = tcp_conns;
+	for (i = 0; i < 20; i++) {
+		hc_request(hc, &o, on_done, &x);
+		run_until(&x.done, i + 1, 2000);
+		good += x.status == 200;
+	}
+	is_int(good, 20, "20 sequential GETs");
+	ok(tcp_conns - before <= 1, "TCP keep-alive: %d new connection(s)",
+	    tcp_conns - before);
+	res_clear(&x);
+
+	/* The same over the unix socket; the URL's host is ignored. */
+	o.url = "http://ignored.invalid/echo";
+	o.unix_path = sock_path;
+	before = unix_conns;
+	good = 0;
+	for (i = 0; i < 20; i++) {
+		hc_request(hc, &o, on_done, &x);
+		run_until(&x.done, i + 1, 2000);
+		good += x.status == 200 && strcmp(x.body, "GET:-:") == 0;
+	}
+	is_int(good, 20, "20 sequential GETs over the unix socket");
+	is_int(unix_conns - before, 1, "unix keep-alive: one connection");
+	res_clear(&x);
+}
+
+static void
+test_limits(struct hc *hc)
+{
+	struct hc_opts o;
+	struct res x;
+	char path[160];
+
+	memset(&x, 0, sizeof x);
+	memset(&o, 0, sizeof o);
+	o.timeout_ms = 2000;
+
+	/* Response cap, with and without Content-Length. */
+	o.url = url("/big");
+	o.max_response = 1000;
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	ok(x.status == 0 && x.error != NULL && strstr(x.error, "1000"),
+	    "size cap (Content-Length): %s", x.error ? x.error : "-");
+	ok(x.len == 0 && x.body[0] == '\0', "no body on error");
+	res_clear(&x);
+	o.url = url("/bigchunked");
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	ok(x.status == 0 && x.error != NULL && strstr(x.error, "1000"),
+	    "size cap (chunked): %s", x.error ? x.error : "-");
+	res_clear(&x);
+	o.max_response = 1 << 20;
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	ok(x.status == 200 && x.len == 1 << 20, "exactly the cap passes");
+	res_clear(&x);
+	o.max_response = 0;
+	o.url = url("/big");
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	ok(x.status == 200 && x.len == 1 << 20 && x.body[x.len] == '\0',
+	    "1 MiB body under the default cap");
+	res_clear(&x);
+
+	/* A handler that never replies. */
+	o.url = url("/hang");
+	o.timeout_ms = 200;
+	hc_request(hc, &o, on_done, &x);
+	ok(run_until(&x.done, 1, 3000) == 0, "hung request calls back");
+	ok(x.timed_out && x.status == 0 && x.error != NULL,
+	    "timed out: %s", x.error ? x.error : "-");
+	res_clear(&x);
+
+	/* Connection refused, on TCP and on a missing unix socket. */
+	snprintf(path, sizeof path, "http://127.0.0.1:%d/", dead_port());
+	o.url = path;
+	o.timeout_ms = 2000;
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	ok(x.status == 0 && x.error != NULL && !x.timed_out,
+	    "connection refused: %s", x.error ? x.error : "-");
+	res_clear(&x);
+	o.url = "http://x/";
+	o.unix_path = "/nonexistent/sandpool-test.sock";
+	hc_request(hc, &o, on_done, &x);
+	run_until(&x.done, 1, 2000);
+	ok(x.status == 0 && x.error != NULL, "missing unix socket: %s",
+	    x.error ? x.error : "-");
+	res_clear(&x);
+
+	/* A request that cannot start fails from the loop too. */
+	o.url = NULL;
+	hc_request(hc, &o, on_done, &x);
+	ok(x.done == 0, "no URL: no callback from inside hc_request");
+	run_until(&x.done, 1, 2000);
+	ok(x.done == 1 && x.status == 0 && x.error != NULL,
+	    "no URL: error from the loop");
+	res_clear(&x);
+}
+
+/* Arguments of the re-entrant callbacks. */
+struct reent {
+	struct hc *hc;
+	struct hc_req *victim;
+	struct res *next;
+	struct hc_opts *opts;
+	int done;
+};
+
+/* Cancels another request and starts a new one from a callback. */
+static void
+on_reent(const struct hc_resp *r, void *arg)
+{
+	struct reent *re = arg;
+
+	re->done++;
+	hc_cancel(re->victim);
+	hc_request(re->hc, re->opts, on_done, re->next);
+}
+
+/* Frees the whole client from a callback. */
+static void
+on_free_client(const struct hc_resp *r, void *arg)
+{
+	struct reent *re = arg;
+
+	re->done++;
+	hc_free(re->hc);
+}
+
+static void
+test_cancel(struct hc *hc)
+{
+	struct hc_opts o;
+	struct res x, y, z[3];
+	struct reent re;
+	struct hc_req *r;
+	struct hc *hc2;
+	int i;
+
+	memset(&x, 0, sizeof x);
+	memset(&y, 0, sizeof y);
+	memset(z, 0, sizeof z);
+	memset(&o, 0, sizeof o);
+	o.timeout_ms = 2000;
+
+	/* Cancel right away, and cancel a request that failed early. */
+	o.url = url("/slow");
+	r = hc_request(hc, &o, on_done, &x);
+	hc_cancel(r);
+	is_int(hc_pending(hc), 0, "cancelled: nothing pending");
+	o.url = NULL;
+	hc_cancel(hc_request(hc, &o, on_done, &x));
+	run_for(400);
+	is_int(x.done, 0, "cancelled requests never call back");
+
+	/* A callback cancels another request and starts a new one. */
+	memset(&re, 0, sizeof re);
+	re.hc = hc;
+	re.next = &y;
+	re.opts = &o;
+	o.url = url("/slow");
+	re.victim = hc_request(hc, &o, on_done, &x);
+	o.url = url("/echo");
+	hc_request(hc, &o, on_reent, &re);
+	run_until(&y.done, 1, 2000);
+	run_for(400);
+	ok(re.done == 1 && y.done == 1 && y.status == 200,
+	    "request started from a callback completes");
+	is_int(x.done, 0, "request cancelled from a callback never calls back");
+	res_clear(&y);
+
+	/* Two requests finishing in the same loop turn; the first cancels
+	 * the second, whose completion may already be queued. */
+	memset(&re, 0, sizeof re);
+	re.hc = hc;
+	re.next = &y;
+	re.opts = &o;
+	hc_request(hc, &o, on_reent, &re);
+	re.victim = hc_request(hc, &o, on_done, &x);
+	run_until(&y.done, 1, 2000);
+	run_for(100);
+	ok(re.done == 1 && x.done == 0 && y.done == 1,
+	    "cancel of a request completing in the same turn");
+	res_clear(&y);
+
+	/* A callback frees the client with requests still in flight. */
+	hc2 = hc_new(base, 2);
+	memset(&re, 0, sizeof re);
+	re.hc = hc2;
+	hc_request(hc2, &o, on_free_client, &re);
+	for (i = 0; i < 3; i++)
+		hc_request(hc2, &o, on_done, &z[i]);
+	o.url = url("/slow");
+	hc_request(hc2, &o, on_done, &x);
+	run_until(&re.done, 1, 2000);
+	run_for(400);
+	ok(re.done == 1 && x.done == 0, "hc_free from a callback: no more "
+	    "callbacks (%d %d %d)", z[0].done, z[1].done, z[2].done);
+	for (i = 0; i < 3; i++)
+		res_clear(&z[i]);
+	res_clear(&x);
+
+	/* hc_free with requests in flight, outside any callback. */
+	hc2 = hc_new(base, 2);
+	hc_request(hc2, &o, on_done, &x);
+	hc_request(hc2, &o, on_done, &x);
+	run_for(20);
+	hc_free(hc2);
+	hc_free(NULL);
+	run_for(300);
+	is_int(x.done, 0, "hc_free cancels without callbacks");
+	res_clear(&x);
+}
+
+static void
+test_concurrent(void)
+{
+	struct hc *hc = hc_new(base, 4);
+	struct hc_opts o;
+	struct res x[50];
+	char paths[50][128];
+	int i, good = 0, total = 0, before = tcp_conns;
+
+	memset(x, 0, sizeof x);
+	memset(&o, 0, sizeof o);
+	o.method = "POST";
+	o.timeout_ms = 5000;
+	for (i = 0; i < 50; i++) {
+		snprintf(paths[i], sizeof paths[i], "%s/echo?%d", url_base, i);
+		o.url = paths[i];
+		o.body = paths[i];
+		o.body_len = strlen(paths[i]);
+		hc_request(hc, &o, on_done, &x[i]);
+	}
+	is_int(hc_pending(hc), 50, "50 in flight");
+	for (i = 0; i < 50; i++) {
+		char want[160];
+
+		run_until(&x[i].done, 1, 5000);
+		snprintf(want, sizeof want, "POST:-:%s", paths[i]);
+		good += x[i].done == 1 && x[i].status == 200 &&
+		    strcmp(x[i].body, want) == 0;
+		total += x[i].done;
+	}
+	is_int(good, 50, "50 concurrent requests, right bodies");
+	is_int(total, 50, "each called back once");
+	ok(tcp_conns - before <= 4, "at most 4 connections (%d)",
+	    tcp_conns - before);
+	for (i = 0; i < 50; i++)
+		res_clear(&x[i]);
+	hc_free(hc);
+}
+
+int
+main(void)
+{
+	struct evhttp *tcp, *ux;
+	struct evhttp_bound_socket *bs;
+	struct evconnlistener *lev;
+	struct sockaddr_in sin;
+	struct sockaddr_un sun;
+	socklen_t len = sizeof sin;
+	struct hc *hc;
+	int fd;
+
+	/* The servers write to connections the client dropped on purpose. */
+	signal(SIGPIPE, SIG_IGN);
+	base = event_base_new();
+	tcp = evhttp_new(base);
+	evhttp_set_gencb(tcp, srv_handle, NULL);
+	evhttp_set_bevcb(tcp, srv_on_conn, &tcp_conns);
+	evhttp_set_allowed_methods(tcp, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+	if ((bs = evhttp_bind_socket_with_handle(tcp, "127.0.0.1", 0)) == NULL)
+		tap_skip_all("cannot bind 127.0.0.1");
+	getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sin,
+	    &len);
+	snprintf(url_base, sizeof url_base, "http://127.0.0.1:%d",
+	    ntohs(sin.sin_port));
+
+	ux = evhttp_new(base);
+	evhttp_set_gencb(ux, srv_handle, NULL);
+	evhttp_set_bevcb(ux, srv_on_conn, &unix_conns);
+	snprintf(sock_path, sizeof sock_path, "/tmp/sandpool-test-hc-%d.sock",
+	    (int)getpid());
+	unlink(sock_path);
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	strncpy(sun.sun_path, sock_path, sizeof sun.sun_path - 1);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1 ||
+	    listen(fd, 64) == -1)
+		tap_skip_all("cannot listen on %s", sock_path);
+	evutil_make_socket_nonblocking(fd);
+	lev = evconnlistener_new(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, 0,
+	    fd);
+	evhttp_bind_listener(ux, lev);
+
+	hc = hc_new(base, 4);
+	test_basic(hc);
+	test_keepalive(hc);
+	test_limits(hc);
+	test_cancel(hc);
+	test_concurrent();
+	hc_free(hc);
+
+	if (hung != NULL)
+		evhttp_send_reply(hung, 503, "Late", NULL);
+	run_for(50);
+	evhttp_free(ux);
+	evhttp_free(tcp);
+	unlink(sock_path);
+	event_base_free(base);
+	return tap_done();
+}
