@@ -49,8 +49,8 @@ struct docker_op {
 
 struct docker {
 	struct drv *drv;
-	char *sock;			/* dockerd's unix socket path */
-	TAILQ_HEAD(, docker_op) ops;	/* calls in flight */
+	char *sock;		     /* dockerd's unix socket path */
+	TAILQ_HEAD(, docker_op) ops; /* calls in flight */
 };
 
 /* Whether s contains needle, ignoring case. */
@@ -111,15 +111,17 @@ docker_status_ok(enum docker_kind kind, long status)
  * is JSON, else the body's first bytes, else the transport error.
  */
 static char *
-docker_msg(const struct hc_resp *r)
+docker_msg(const struct docker *d, const struct hc_resp *r)
 {
 	const char *m;
 	char *cause, *s;
 	yajl_val v;
 	size_t n, i;
 
-	if (r->error != NULL)
-		return xstrdup(r->error);
+	if (r->error != NULL) {
+		xasprintf(&s, "dockerd at %s: %s", d->sock, r->error);
+		return s;
+	}
 	if (r->len > 0) {
 		if ((v = json_parse(r->body, r->len, &cause)) != NULL) {
 			m = json_get_str(v, "message");
@@ -156,8 +158,8 @@ docker_escape(const char *s, int keep_slash)
 	for (; *s != '\0'; s++) {
 		c = (unsigned char)*s;
 		if (isalnum(c) || c == '-' || c == '.' || c == '_' ||
-		    c == '~' || (keep_slash && (c == '/' || c == ':' ||
-		    c == '@')))
+		    c == '~' ||
+		    (keep_slash && (c == '/' || c == ':' || c == '@')))
 			out[o++] = (char)c;
 		else {
 			out[o++] = '%';
@@ -294,10 +296,12 @@ docker_inspect_port(yajl_val ports)
 		b = ports->u.object.values[i];
 		if (!YAJL_IS_ARRAY(b))
 			continue;
-		for (j = 0; j < b->u.array.len; j++)
-			if ((port = docker_port(json_get(b->u.array.values[j],
-			    "HostPort"))) != 0)
+		for (j = 0; j < b->u.array.len; j++) {
+			port = docker_port(
+			    json_get(b->u.array.values[j], "HostPort"));
+			if (port != 0)
 				return port;
+		}
 	}
 	return 0;
 }
@@ -311,10 +315,12 @@ docker_list_port(yajl_val ports)
 
 	if (ports == NULL || !YAJL_IS_ARRAY(ports))
 		return 0;
-	for (i = 0; i < ports->u.array.len; i++)
-		if ((port = docker_port(json_get(ports->u.array.values[i],
-		    "PublicPort"))) != 0)
+	for (i = 0; i < ports->u.array.len; i++) {
+		port = docker_port(
+		    json_get(ports->u.array.values[i], "PublicPort"));
+		if (port != 0)
 			return port;
+	}
 	return 0;
 }
 
@@ -334,8 +340,8 @@ docker_parse_inspect(yajl_val v, struct drv_ctr **out, size_t *n)
 	if (c->state == NULL)
 		c->state = xstrdup("unknown");
 	c->labels = docker_labels(json_get(json_get(v, "Config"), "Labels"));
-	c->host_port = docker_inspect_port(json_get(json_get(v,
-	    "NetworkSettings"), "Ports"));
+	c->host_port = docker_inspect_port(
+	    json_get(json_get(v, "NetworkSettings"), "Ports"));
 	*out = c;
 	*n = 1;
 	return NULL;
@@ -360,9 +366,10 @@ docker_parse_list(yajl_val v, struct drv_ctr **out, size_t *n)
 		names = json_get(e, "Names");
 		c[k].id = xstrdup(id);
 		c[k].name = docker_name(names != NULL && YAJL_IS_ARRAY(names) &&
-			names->u.array.len > 0 &&
-			YAJL_IS_STRING(names->u.array.values[0]) ?
-		    YAJL_GET_STRING(names->u.array.values[0]) : NULL);
+			    names->u.array.len > 0 &&
+			    YAJL_IS_STRING(names->u.array.values[0])
+			? YAJL_GET_STRING(names->u.array.values[0])
+			: NULL);
 		state = json_get_str(e, "State");
 		c[k].state = xstrdup(state != NULL ? state : "unknown");
 		c[k].labels = docker_labels(json_get(e, "Labels"));
@@ -439,7 +446,7 @@ docker_on_reply(const struct hc_resp *r, void *arg)
 			reply.msg = bad;
 		}
 	} else {
-		msg = docker_msg(r);
+		msg = docker_msg(op->d, r);
 		reply.err = docker_err(op->kind, r, msg);
 		if (reply.err == DRV_OK)
 			reply.err = DRV_EENGINE;
@@ -464,8 +471,7 @@ docker_send(struct drv *drv, enum docker_kind kind, const char *method,
 	struct hc_opts o;
 	char *url;
 	static const char *const json_hdrs[] = {
-		"Content-Type: application/json", NULL
-	};
+	    "Content-Type: application/json", NULL};
 
 	op = xcalloc(1, sizeof *op);
 	op->d = d;
@@ -516,8 +522,10 @@ docker_open(struct drv *drv, const char *path, char **cause)
 	struct sockaddr_un sun;
 
 	if (path[0] != '/') {
-		xasprintf(cause, "docker endpoint needs an absolute socket "
-		    "path: unix://%s", path);
+		xasprintf(cause,
+		    "docker endpoint needs an absolute socket "
+		    "path: unix://%s",
+		    path);
 		return -1;
 	}
 	if (strlen(path) >= sizeof sun.sun_path) {
@@ -729,8 +737,7 @@ docker_create_body(const struct drv_spec *s, size_t *len)
 
 /* POST /containers/create?name=. */
 static void
-docker_create(struct drv *drv, const struct drv_spec *s, drv_cb cb,
-    void *arg)
+docker_create(struct drv *drv, const struct drv_spec *s, drv_cb cb, void *arg)
 {
 	const char *bad;
 	char *body, *esc, *path;
@@ -769,8 +776,8 @@ docker_inspect(struct drv *drv, const char *id, drv_cb cb, void *arg)
 
 /* POST /containers/{id}/stop?t= (204, or 304 if not running). */
 static void
-docker_stop(struct drv *drv, const char *id, int timeout_s, drv_cb cb,
-    void *arg)
+docker_stop(
+    struct drv *drv, const char *id, int timeout_s, drv_cb cb, void *arg)
 {
 	char tail[32];
 
@@ -787,14 +794,13 @@ docker_stop(struct drv *drv, const char *id, int timeout_s, drv_cb cb,
 static void
 docker_remove(struct drv *drv, const char *id, drv_cb cb, void *arg)
 {
-	docker_send_ctr(drv, DOCKER_REMOVE, "DELETE", id, "?force=1&v=1", 0,
-	    cb, arg);
+	docker_send_ctr(
+	    drv, DOCKER_REMOVE, "DELETE", id, "?force=1&v=1", 0, cb, arg);
 }
 
 /* GET /containers/json?all=1&filters={"label":[...]}. */
 static void
-docker_list(struct drv *drv, const char *const *labels, drv_cb cb,
-    void *arg)
+docker_list(struct drv *drv, const char *const *labels, drv_cb cb, void *arg)
 {
 	yajl_gen g;
 	char *filters, *esc, *path;

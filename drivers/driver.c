@@ -73,8 +73,8 @@ drv_open(struct event_base *base, struct hc *hc, const struct drv_params *p,
 		}
 		return drv;
 	}
-	xasprintf(cause, "unsupported container engine endpoint: %s",
-	    p->endpoint);
+	xasprintf(
+	    cause, "unsupported container engine endpoint: %s", p->endpoint);
 	return NULL;
 }
 
@@ -127,11 +127,11 @@ drv_on_later(evutil_socket_t fd, short what, void *arg)
 
 /* Calls cb with a failure from a zero-delay event. */
 void
-drv_fail_later(struct drv *drv, drv_cb cb, void *arg, enum drv_err err,
-    const char *msg)
+drv_fail_later(
+    struct drv *drv, drv_cb cb, void *arg, enum drv_err err, const char *msg)
 {
 	struct drv_later *l;
-	static const struct timeval now = { 0, 0 };
+	static const struct timeval now = {0, 0};
 
 	l = xcalloc(1, sizeof *l);
 	l->drv = drv;
@@ -174,8 +174,7 @@ drv_inspect(struct drv *drv, const char *id, drv_cb cb, void *arg)
 
 /* Stops a container, killing it after timeout_s. */
 void
-drv_stop(struct drv *drv, const char *id, int timeout_s, drv_cb cb,
-    void *arg)
+drv_stop(struct drv *drv, const char *id, int timeout_s, drv_cb cb, void *arg)
 {
 	drv->ops->stop(drv, id, timeout_s, cb, arg);
 }
@@ -189,8 +188,8 @@ drv_remove(struct drv *drv, const char *id, drv_cb cb, void *arg)
 
 /* Lists containers carrying every label filter. */
 void
-drv_list(struct drv *drv, const char *const *label_filters, drv_cb cb,
-    void *arg)
+drv_list(
+    struct drv *drv, const char *const *label_filters, drv_cb cb, void *arg)
 {
 	drv->ops->list(drv, label_filters, cb, arg);
 }

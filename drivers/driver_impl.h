@@ -39,17 +39,17 @@ struct drv_ops {
 
 struct drv {
 	const struct drv_ops *ops;
-	void *eng;			/* the engine's own state */
+	void *eng; /* the engine's own state */
 	struct event_base *base;
-	struct hc *hc;			/* shared, not owned */
-	long timeout_ms;		/* per call deadline */
-	TAILQ_HEAD(, drv_later) later;	/* deferred failures */
+	struct hc *hc;		       /* shared, not owned */
+	long timeout_ms;	       /* per call deadline */
+	TAILQ_HEAD(, drv_later) later; /* deferred failures */
 };
 
 extern const struct drv_ops docker_ops;
 
 /* Calls cb with err and msg (copied) from a zero-delay event. */
-void drv_fail_later(struct drv *, drv_cb, void *, enum drv_err,
-    const char *msg);
+void drv_fail_later(
+    struct drv *, drv_cb, void *, enum drv_err, const char *msg);
 
 #endif

@@ -577,11 +577,12 @@ pool_op_fail(struct pool_op *op, enum pool_err err, const char *cause)
 static const char *
 pool_builder_hint(const struct sbtype *t)
 {
-	if (strncmp(t->name, "base", 4) == 0)
-		return "runtime-sandbox-builder base";
 	if (strncmp(t->name, "filesystem", 10) == 0)
 		return "runtime-sandbox-builder filesystem";
-	return NULL;
+	if (strncmp(t->name, "base", 4) == 0)
+		return "runtime-sandbox-builder base";
+	return "runtime-sandbox-builder (base, filesystem or busybox), or "
+	       "load the image locally (no registry is used)";
 }
 
 /* Turns an engine error into the operation's failure. */
@@ -594,15 +595,8 @@ pool_op_engine_error(struct pool_op *op, const char *what,
 
 	if (r->err == DRV_ENOIMAGE) {
 		hint = pool_builder_hint(op->type);
-		if (hint != NULL)
-			xasprintf(&cause,
-			    "image '%s' for type '%s' is missing; build it "
-			    "with: %s", op->rec->version, op->type->name, hint);
-		else
-			xasprintf(&cause,
-			    "image '%s' for type '%s' is missing (no registry "
-			    "is used: build or load it locally)",
-			    op->rec->version, op->type->name);
+		xasprintf(&cause, "image '%s' for type '%s' is missing; build "
+		    "it with: %s", op->rec->version, op->type->name, hint);
 	} else
 		xasprintf(&cause, "%s: %s%s%s", what, drv_strerror(r->err),
 		    r->msg != NULL ? ": " : "", r->msg != NULL ? r->msg : "");

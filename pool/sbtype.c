@@ -178,8 +178,7 @@ sbtypes_image_uri(const struct sbtypes *types, const char *image_name)
 
 /* Makes the registry with every built-in type. */
 struct sbtypes *
-sbtypes_new(const char *registry, const char *ns, const char *tag,
-    int timeout)
+sbtypes_new(const char *registry, const char *ns, const char *tag, int timeout)
 {
 	const struct sbtype_builtin *b;
 	struct sbtypes *types;
@@ -197,8 +196,7 @@ sbtypes_new(const char *registry, const char *ns, const char *tag,
 	types->tag = xstrdup(tag != NULL && *tag != '\0' ? tag : "latest");
 	types->timeout = timeout > 0 ? timeout : 60;
 
-	for (i = 0; i < sizeof sbtype_builtins / sizeof *sbtype_builtins;
-	     i++) {
+	for (i = 0; i < sizeof sbtype_builtins / sizeof *sbtype_builtins; i++) {
 		b = &sbtype_builtins[i];
 		t = sbtype_new(types, b->name);
 		if (b->image != NULL)
@@ -238,7 +236,7 @@ sbtypes_find(const struct sbtypes *types, const char *name)
 
 	if (types == NULL || name == NULL)
 		return NULL;
-	TAILQ_FOREACH(t, &types->list, entry)
+	TAILQ_FOREACH (t, &types->list, entry)
 		if (strcmp(t->name, name) == 0)
 			return t;
 	return NULL;
@@ -283,8 +281,9 @@ sbtype_runtime_ok(const char *s)
 	size_t i;
 
 	for (i = 0; s[i] != '\0'; i++)
-		if (i >= 64 || !(isalnum((unsigned char)s[i]) || s[i] == '_' ||
-				   s[i] == '.' || s[i] == '-'))
+		if (i >= 64 ||
+		    !(isalnum((unsigned char)s[i]) || s[i] == '_' ||
+			s[i] == '.' || s[i] == '-'))
 			return 0;
 	return i > 0;
 }
@@ -355,7 +354,8 @@ sbtype_get_size(yajl_val v, const char *what, int64_t *out, char **cause)
 		*out = YAJL_GET_INTEGER(v);
 		return 0;
 	}
-	if (YAJL_IS_STRING(v) && sbtype_parse_size(YAJL_GET_STRING(v), out) == 0)
+	if (YAJL_IS_STRING(v) &&
+	    sbtype_parse_size(YAJL_GET_STRING(v), out) == 0)
 		return 0;
 	xasprintf(cause,
 	    "%s: expected an integer of bytes or a size like \"512m\"", what);
@@ -435,8 +435,8 @@ sbtype_get_env(yajl_val v, char ***out, char **cause)
 		k = v->u.object.keys[i];
 		val = v->u.object.values[i];
 		if (*k == '\0' || strchr(k, '=') != NULL) {
-			xasprintf(cause, "environment: bad variable name '%s'",
-			    k);
+			xasprintf(
+			    cause, "environment: bad variable name '%s'", k);
 			goto fail;
 		}
 		if (YAJL_IS_STRING(val))
@@ -445,7 +445,8 @@ sbtype_get_env(yajl_val v, char ***out, char **cause)
 			xasprintf(&env[i], "%s=%s", k, YAJL_GET_NUMBER(val));
 		else {
 			xasprintf(cause,
-			    "environment: %s: expected a string or a number", k);
+			    "environment: %s: expected a string or a number",
+			    k);
 			goto fail;
 		}
 	}
@@ -492,8 +493,8 @@ sbtype_get_limits(yajl_val v, struct sbtype *t, char **cause)
 		t->nano_cpus = (int64_t)llround(cpu * 1e9);
 	}
 	if ((m = json_get(v, "pids")) != NULL) {
-		if (sbtype_get_int(m, "resource_limits.pids", 0, 4194304, &n,
-			cause) == -1)
+		if (sbtype_get_int(
+			m, "resource_limits.pids", 0, 4194304, &n, cause) == -1)
 			return -1;
 		t->pids_limit = n;
 	}
@@ -569,8 +570,8 @@ sbtype_from_json(const struct sbtypes *types, yajl_val obj, char **cause)
 		if (sbtype_get_str(v, "network", &s, cause) == -1)
 			goto fail;
 		if (strcmp(s, "bridge") != 0 && strcmp(s, "none") != 0) {
-			xasprintf(cause,
-			    "network: '%.80s' is not bridge or none", s);
+			xasprintf(
+			    cause, "network: '%.80s' is not bridge or none", s);
 			goto fail;
 		}
 		xstrset(&t->network, s);
@@ -673,8 +674,8 @@ sbtypes_load_file(struct sbtypes *types, const char *path, char **cause)
 		items = root->u.array.values;
 		n = root->u.array.len;
 	} else {
-		xasprintf(cause, "%s: expected an object or an array of objects",
-		    path);
+		xasprintf(cause,
+		    "%s: expected an object or an array of objects", path);
 		goto fail;
 	}
 	for (i = 0; i < n; i++) {
@@ -688,7 +689,7 @@ sbtypes_load_file(struct sbtypes *types, const char *path, char **cause)
 			free(why);
 			goto fail;
 		}
-		TAILQ_FOREACH(u, &fresh, entry) {
+		TAILQ_FOREACH (u, &fresh, entry) {
 			if (strcmp(u->name, t->name) == 0) {
 				xasprintf(cause,
 				    "%s: type '%s' is defined twice", path,

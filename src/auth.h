@@ -10,8 +10,8 @@
 
 enum auth_result {
 	AUTH_OK = 0,
-	AUTH_MISSING,	/* no usable bearer credentials */
-	AUTH_INVALID	/* credentials present but not the token */
+	AUTH_MISSING, /* no usable bearer credentials */
+	AUTH_INVALID  /* credentials present but not the token */
 };
 
 /*

@@ -53,13 +53,13 @@ enum cfg_type {
 	CFG_LONG,
 	CFG_BOOL,
 	CFG_FLOAT,
-	CFG_LIST,	/* NULL-terminated char ** */
-	CFG_PORTS,	/* two ints: lo, then hi */
-	CFG_MOUNTS,	/* JSON object -> NULL-terminated host, ctr, ... */
+	CFG_LIST,   /* NULL-terminated char ** */
+	CFG_PORTS,  /* two ints: lo, then hi */
+	CFG_MOUNTS, /* JSON object -> NULL-terminated host, ctr, ... */
 	CFG_ENUM
 };
 
-#define CFG_SECRET 0x01	/* masked in cfg_print, never echoed */
+#define CFG_SECRET 0x01 /* masked in cfg_print, never echoed */
 #define CFG_OPT 0x02	/* empty -> NULL */
 #define CFG_PATH 0x04	/* made absolute against the cwd */
 
@@ -71,11 +71,11 @@ struct cfg_key {
 	const char *name;
 	enum cfg_type type;
 	int flags;
-	const char *def;		/* default as text; NULL = unset */
-	long long min, max;		/* CFG_INT, CFG_LONG, CFG_FLOAT */
-	const char *const *choices;	/* CFG_ENUM */
-	cfg_check_cb *check;		/* extra check of a CFG_STR */
-	long off;			/* offsetof(struct cfg, f) or NOFIELD */
+	const char *def;	    /* default as text; NULL = unset */
+	long long min, max;	    /* CFG_INT, CFG_LONG, CFG_FLOAT */
+	const char *const *choices; /* CFG_ENUM */
+	cfg_check_cb *check;	    /* extra check of a CFG_STR */
+	long off;		    /* offsetof(struct cfg, f) or NOFIELD */
 	const char *help;
 };
 
@@ -83,23 +83,23 @@ static cfg_check_cb cfg_check_prefix, cfg_check_docker_host, cfg_check_ip,
     cfg_check_instance, cfg_check_run_dir, cfg_check_word, cfg_check_tag,
     cfg_check_host, cfg_check_registry;
 
-static const char *const cfg_deployments[] = { "docker", "cloud", "k8s",
-	"agentrun", "fc", "gvisor", "boxlite", NULL };
-static const char *const cfg_file_systems[] = { "local", "oss", NULL };
+static const char *const cfg_deployments[] = {
+    "docker", "cloud", "k8s", "agentrun", "fc", "gvisor", "boxlite", NULL};
+static const char *const cfg_file_systems[] = {"local", "oss", NULL};
 
+/* clang-format off */
 #define F(f) ((long)offsetof(struct cfg, f))
 #define NOF CFG_NOFIELD
-#define S(n, fl, d, ck, off, h) { n, CFG_STR, fl, d, 0, 0, NULL, ck, off, h }
-#define I(n, d, lo, hi, off, h) { n, CFG_INT, 0, d, lo, hi, NULL, NULL, off, h }
-#define L(n, d, lo, hi, off, h) { n, CFG_LONG, 0, d, lo, hi, NULL, NULL, off, h }
-#define B(n, d, off, h) { n, CFG_BOOL, 0, d, 0, 0, NULL, NULL, off, h }
+#define S(n, fl, d, ck, o, h) { n, CFG_STR, fl, d, 0, 0, NULL, ck, o, h }
+#define I(n, d, lo, hi, o, h) { n, CFG_INT, 0, d, lo, hi, NULL, NULL, o, h }
+#define L(n, d, lo, hi, o, h) { n, CFG_LONG, 0, d, lo, hi, NULL, NULL, o, h }
+#define B(n, d, o, h) { n, CFG_BOOL, 0, d, 0, 0, NULL, NULL, o, h }
 #define D(n, d, lo, hi, h) { n, CFG_FLOAT, 0, d, lo, hi, NULL, NULL, NOF, h }
-#define LIST(n, d, off, h) { n, CFG_LIST, 0, d, 0, 0, NULL, NULL, off, h }
-#define E(n, d, ch, off, h) { n, CFG_ENUM, 0, d, 0, 0, ch, NULL, off, h }
+#define LIST(n, d, o, h) { n, CFG_LIST, 0, d, 0, 0, NULL, NULL, o, h }
+#define E(n, d, ch, o, h) { n, CFG_ENUM, 0, d, 0, 0, ch, NULL, o, h }
 #define SEC (CFG_SECRET | CFG_OPT)
 #define INTMAX ((long long)INT_MAX)
 
-/* clang-format off */
 static const struct cfg_key cfg_keys[] = {
 	/* Service. */
 	S("HOST", 0, "127.0.0.1", cfg_check_host, F(host),
@@ -288,7 +288,7 @@ _Static_assert(offsetof(struct cfg, port_hi) ==
  * keys that have no field (other backends), for cfg_print.
  */
 struct cfg_priv {
-	struct cfg pub;		/* first: cfg_free casts back */
+	struct cfg pub; /* first: cfg_free casts back */
 	char *raw[CFG_NKEYS];
 };
 
@@ -301,15 +301,17 @@ struct cfg_line {
 
 /* Where a key's value came from. */
 struct cfg_val {
-	const char *text;	/* NULL: unset, the default applies */
-	const char *file;	/* file path, or NULL */
+	const char *text; /* NULL: unset, the default applies */
+	const char *file; /* file path, or NULL */
 	int line;
-	char *env;		/* environment name, or NULL */
+	char *env; /* environment name, or NULL */
 };
 
-/* One error message, in order. */
+/* One error message; kept sorted by (rank, line). */
 struct cfg_err {
 	char *msg;
+	int rank; /* 0: the file, 1: the environment, 2: the rest */
+	int line;
 	TAILQ_ENTRY(cfg_err) entry;
 };
 TAILQ_HEAD(cfg_errs, cfg_err);
@@ -317,8 +319,8 @@ TAILQ_HEAD(cfg_errs, cfg_err);
 /* The loader's state. */
 struct cfg_ctx {
 	char cwd[PATH_MAX];
-	const char *file;	/* file loaded, or NULL */
-	int override;		/* 1: the file overrides the environment */
+	const char *file; /* file loaded, or NULL */
+	int override;	  /* 1: the file overrides the environment */
 	struct cfg_line *lines;
 	size_t nlines;
 	struct cfg_val vals[CFG_NKEYS];
@@ -360,38 +362,50 @@ cfg_key_index(const char *name)
 	return -1;
 }
 
-/* Adds an error located at a value's origin. */
+/*
+ * Adds an error located at a value's origin. Errors of the file are kept in
+ * line order, then those of the environment, then the rest (extensions),
+ * each group in the order found.
+ */
 static void __attribute__((__format__(printf, 3, 4)))
 cfg_error(struct cfg_ctx *ctx, const struct cfg_val *v, const char *fmt, ...)
 {
-	struct cfg_err *e;
-	char *msg;
+	struct cfg_err *e, *after;
+	char buf[1024], *msg;
 	va_list ap;
-	int n;
 
+	/* Values are shown cut to CFG_SHOW_MAX: messages stay short. */
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		abort();
-	msg = xmalloc((size_t)n + 1);
-	va_start(ap, fmt);
-	vsnprintf(msg, (size_t)n + 1, fmt, ap);
-	va_end(ap);
+	msg = xstrdup(buf);
 	e = xcalloc(1, sizeof *e);
+	e->rank = 2;
 	if (v == NULL)
 		e->msg = msg;
 	else if (v->file != NULL) {
 		xasprintf(&e->msg, "%s:%d: %s", v->file, v->line, msg);
+		e->rank = 0;
+		e->line = v->line;
 		free(msg);
 	} else if (v->env != NULL) {
-		xasprintf(&e->msg, "environment: %s: %s", v->env, msg);
+		/* Messages start with the key: "environment: KEY: ...". */
+		xasprintf(&e->msg, "environment: %s", msg);
+		e->rank = 1;
 		free(msg);
 	} else {
 		xasprintf(&e->msg, "default: %s", msg);
 		free(msg);
 	}
-	TAILQ_INSERT_TAIL(&ctx->errs, e, entry);
+	after = TAILQ_LAST(&ctx->errs, cfg_errs);
+	while (after != NULL &&
+	    (after->rank > e->rank ||
+		(after->rank == e->rank && after->line > e->line)))
+		after = TAILQ_PREV(after, cfg_errs, entry);
+	if (after == NULL)
+		TAILQ_INSERT_HEAD(&ctx->errs, e, entry);
+	else
+		TAILQ_INSERT_AFTER(&ctx->errs, after, e, entry);
 	ctx->nerrs++;
 }
 
@@ -516,8 +530,9 @@ cfg_check_instance(const char *s, char **cause)
 	size_t i;
 
 	for (i = 0; s[i] != '\0'; i++) {
-		if (i >= 128 || !(isalnum((unsigned char)s[i]) ||
-				    s[i] == '_' || s[i] == '.' || s[i] == '-')) {
+		if (i >= 128 ||
+		    !(isalnum((unsigned char)s[i]) || s[i] == '_' ||
+			s[i] == '.' || s[i] == '-')) {
 			xasprintf(cause, "must be 1 to 128 of [A-Za-z0-9_.-]");
 			return -1;
 		}
@@ -548,8 +563,9 @@ cfg_check_word(const char *s, char **cause)
 	for (i = 0; s[i] != '\0'; i++) {
 		if (!isgraph((unsigned char)s[i]) || s[i] == '"' ||
 		    s[i] == '\'' || s[i] == ':' || s[i] == '\\') {
-			xasprintf(cause, "may not hold blanks, quotes, ':' or "
-					 "'\\'");
+			xasprintf(cause,
+			    "may not hold blanks, quotes, ':' or "
+			    "'\\'");
 			return -1;
 		}
 	}
@@ -593,11 +609,12 @@ cfg_check_tag(const char *s, char **cause)
 	size_t i;
 
 	for (i = 0; s[i] != '\0'; i++) {
-		if (i >= 128 || !(isalnum((unsigned char)s[i]) ||
-				    s[i] == '_' || (i > 0 && (s[i] == '.' ||
-							       s[i] == '-')))) {
-			xasprintf(cause, "not an image tag ([A-Za-z0-9_][A-Za-"
-					 "z0-9_.-]{0,127})");
+		if (i >= 128 ||
+		    !(isalnum((unsigned char)s[i]) || s[i] == '_' ||
+			(i > 0 && (s[i] == '.' || s[i] == '-')))) {
+			xasprintf(cause,
+			    "not an image tag ([A-Za-z0-9_][A-Za-"
+			    "z0-9_.-]{0,127})");
 			return -1;
 		}
 	}
@@ -610,8 +627,8 @@ cfg_check_tag(const char *s, char **cause)
 
 /* Parses a decimal integer within bounds. */
 static int
-cfg_parse_int(const char *s, long long min, long long max, long long *out,
-    char **cause)
+cfg_parse_int(
+    const char *s, long long min, long long max, long long *out, char **cause)
 {
 	char buf[CFG_SHOW_MAX + 8], *end, *t;
 	long long n;
@@ -639,10 +656,10 @@ cfg_parse_int(const char *s, long long min, long long max, long long *out,
 static int
 cfg_parse_bool(const char *s, int *out, char **cause)
 {
-	static const char *const yes[] = { "true", "1", "yes", "on", "t", "y",
-		NULL };
-	static const char *const no[] = { "false", "0", "no", "off", "f", "n",
-		NULL };
+	static const char *const yes[] = {
+	    "true", "1", "yes", "on", "t", "y", NULL};
+	static const char *const no[] = {
+	    "false", "0", "no", "off", "f", "n", NULL};
 	char buf[CFG_SHOW_MAX + 8], *t, *w;
 	size_t i;
 
@@ -660,8 +677,9 @@ cfg_parse_bool(const char *s, int *out, char **cause)
 			free(t);
 			return 0;
 		}
-	xasprintf(cause, "'%s' is not a boolean (true/false, yes/no, on/off, "
-			 "1/0)",
+	xasprintf(cause,
+	    "'%s' is not a boolean (true/false, yes/no, on/off, "
+	    "1/0)",
 	    cfg_show(w, buf, sizeof buf));
 	free(t);
 	return -1;
@@ -779,8 +797,8 @@ cfg_parse_list(const char *s, char ***out, char **cause)
 
 /* Parses PORT_RANGE: JSON [lo,hi] or "lo,hi"; lo < hi, both in bounds. */
 static int
-cfg_parse_ports(const char *s, long long min, long long max, int *out,
-    char **cause)
+cfg_parse_ports(
+    const char *s, long long min, long long max, int *out, char **cause)
 {
 	char *t, *w, *comma, *why;
 	long long lo = 0, hi = 0;
@@ -833,8 +851,8 @@ cfg_parse_ports(const char *s, long long min, long long max, int *out,
 static int
 cfg_mount_reserved(const char *p)
 {
-	static const char *const reserved[] = { "/sandpool", "/run/sandpool",
-		NULL };
+	static const char *const reserved[] = {
+	    "/sandpool", "/run/sandpool", NULL};
 	size_t i, n;
 
 	if (strcmp(p, "/") == 0)
@@ -854,8 +872,8 @@ cfg_mount_reserved(const char *p)
  * and not sandpool's own.
  */
 static int
-cfg_parse_mounts(const struct cfg_ctx *ctx, const char *s, char ***out,
-    char **cause)
+cfg_parse_mounts(
+    const struct cfg_ctx *ctx, const char *s, char ***out, char **cause)
 {
 	char **m, *t, *w, *why;
 	const char *host, *ctr;
@@ -864,9 +882,9 @@ cfg_parse_mounts(const struct cfg_ctx *ctx, const char *s, char ***out,
 
 	t = xstrdup(s);
 	w = cfg_trim(t);
-	*out = xcalloc(1, sizeof **out);
 	if (*w == '\0' || strcmp(w, "null") == 0) {
 		free(t);
+		*out = xcalloc(1, sizeof **out);
 		return 0;
 	}
 	v = json_parse(w, strlen(w), &why);
@@ -874,8 +892,9 @@ cfg_parse_mounts(const struct cfg_ctx *ctx, const char *s, char ***out,
 	if (v == NULL || !YAJL_IS_OBJECT(v)) {
 		if (v == NULL)
 			free(why);
-		xasprintf(cause, "expected a JSON object {\"/host/path\": "
-				 "\"/container/path\", ...}");
+		xasprintf(cause,
+		    "expected a JSON object {\"/host/path\": "
+		    "\"/container/path\", ...}");
 		yajl_tree_free(v);
 		return -1;
 	}
@@ -885,16 +904,17 @@ cfg_parse_mounts(const struct cfg_ctx *ctx, const char *s, char ***out,
 		host = v->u.object.keys[i];
 		c = v->u.object.values[i];
 		if (!YAJL_IS_STRING(c) || *host == '\0') {
-			xasprintf(cause, "entry %zu: expected a non-empty host "
-					 "path and a string",
+			xasprintf(cause,
+			    "entry %zu: expected a non-empty host "
+			    "path and a string",
 			    i + 1);
 			goto fail;
 		}
 		ctr = YAJL_GET_STRING(c);
 		if (*ctr != '/' || cfg_mount_reserved(ctr) ||
 		    strstr(ctr, "/../") != NULL ||
-		    (strlen(ctr) >= 3 && strcmp(ctr + strlen(ctr) - 3, "/..") ==
-			    0)) {
+		    (strlen(ctr) >= 3 &&
+			strcmp(ctr + strlen(ctr) - 3, "/..") == 0)) {
 			xasprintf(cause,
 			    "entry %zu: container path must be absolute, "
 			    "without \"..\", and not /, /sandpool or "
@@ -906,7 +926,6 @@ cfg_parse_mounts(const struct cfg_ctx *ctx, const char *s, char ***out,
 		m[2 * i + 1] = xstrdup(ctr);
 	}
 	yajl_tree_free(v);
-	free(*out);
 	*out = m;
 	return 0;
 fail:
@@ -917,8 +936,8 @@ fail:
 
 /* Parses an enum value, any case; stores the table's spelling. */
 static int
-cfg_parse_enum(const char *s, const char *const *choices, const char **out,
-    char **cause)
+cfg_parse_enum(
+    const char *s, const char *const *choices, const char **out, char **cause)
 {
 	char buf[CFG_SHOW_MAX + 8], *t, *w, *list = NULL, *tmp;
 	size_t i;
@@ -938,8 +957,8 @@ cfg_parse_enum(const char *s, const char *const *choices, const char **out,
 		free(list);
 		list = tmp;
 	}
-	xasprintf(cause, "'%s' is not one of %s", cfg_show(w, buf, sizeof buf),
-	    list);
+	xasprintf(
+	    cause, "'%s' is not one of %s", cfg_show(w, buf, sizeof buf), list);
 	free(list);
 	free(t);
 	return -1;
@@ -976,6 +995,10 @@ cfg_apply(struct cfg_ctx *ctx, struct cfg_priv *priv, size_t idx)
 	case CFG_STR:
 		if ((k->flags & CFG_OPT) && *text == '\0')
 			break;
+		if ((k->flags & CFG_PATH) && *text == '\0') {
+			xasprintf(&cause, "must not be empty");
+			break;
+		}
 		str = (k->flags & CFG_PATH) ? cfg_abspath(ctx, text)
 					    : xstrdup(text);
 		if (k->check != NULL && k->check(str, &cause) == -1) {
@@ -1082,8 +1105,8 @@ cfg_file_get(const struct cfg_ctx *ctx, const char *name, size_t n)
  * lines above and the environment, the file first when it overrides.
  */
 static int
-cfg_expand(const struct cfg_ctx *ctx, struct cfg_buf *b, const char *s,
-    size_t len)
+cfg_expand(
+    const struct cfg_ctx *ctx, struct cfg_buf *b, const char *s, size_t len)
 {
 	const char *end, *colon, *val;
 	char *name;
@@ -1098,8 +1121,8 @@ cfg_expand(const struct cfg_ctx *ctx, struct cfg_buf *b, const char *s,
 		}
 		j = i + 2;
 		colon = memchr(s + j, ':', (size_t)(end - (s + j)));
-		name = xstrndup(s + j,
-		    (size_t)((colon != NULL ? colon : end) - (s + j)));
+		name = xstrndup(
+		    s + j, (size_t)((colon != NULL ? colon : end) - (s + j)));
 		if (ctx->override) {
 			val = cfg_file_get(ctx, name, ctx->nlines);
 			if (val == NULL)
@@ -1129,12 +1152,12 @@ cfg_expand(const struct cfg_ctx *ctx, struct cfg_buf *b, const char *s,
  * with *name and *value set, 0 for nothing, -1 with *cause.
  */
 static int
-cfg_parse_line(const struct cfg_ctx *ctx, char *s, char **name, char **value,
-    char **cause)
+cfg_parse_line(
+    const struct cfg_ctx *ctx, char *s, char **name, char **value, char **cause)
 {
 	static const char esc_from[] = "\\'\"abfnrtv";
 	static const char esc_to[] = "\\'\"\a\b\f\n\r\t\v";
-	struct cfg_buf b = { NULL, 0, 0 };
+	struct cfg_buf b = {NULL, 0, 0};
 	char *p = s, *k, q, c, *e;
 	size_t klen;
 
@@ -1179,8 +1202,8 @@ cfg_parse_line(const struct cfg_ctx *ctx, char *s, char **name, char **value,
 				}
 			} else if (c == '$' && q == '"' && p[1] == '{' &&
 			    (e = strchr(p, '}')) != NULL) {
-				if (cfg_expand(ctx, &b, p, (size_t)(e - p + 1)) ==
-				    -1)
+				if (cfg_expand(
+					ctx, &b, p, (size_t)(e - p + 1)) == -1)
 					goto toolong;
 				p = e;
 				continue;
@@ -1189,8 +1212,9 @@ cfg_parse_line(const struct cfg_ctx *ctx, char *s, char **name, char **value,
 				goto toolong;
 		}
 		if (*p != q) {
-			xasprintf(cause, "no closing %c quote (values on "
-					 "several lines are not supported)",
+			xasprintf(cause,
+			    "no closing %c quote (values on "
+			    "several lines are not supported)",
 			    q);
 			free(b.p);
 			return -1;
@@ -1199,8 +1223,9 @@ cfg_parse_line(const struct cfg_ctx *ctx, char *s, char **name, char **value,
 		while (*p == ' ' || *p == '\t')
 			p++;
 		if (*p != '\0' && *p != '#') {
-			xasprintf(cause, "unexpected text after the closing "
-					 "quote");
+			xasprintf(cause,
+			    "unexpected text after the closing "
+			    "quote");
 			free(b.p);
 			return -1;
 		}
@@ -1283,8 +1308,9 @@ cfg_distance(const char *a, const char *b)
 		prev = row[0];
 		row[0] = i;
 		for (j = 1; j <= lb; j++) {
-			cur = prev + (toupper((unsigned char)a[i - 1]) !=
-					 toupper((unsigned char)b[j - 1]));
+			cur = prev +
+			    (toupper((unsigned char)a[i - 1]) !=
+				toupper((unsigned char)b[j - 1]));
 			if (row[j] + 1 < cur)
 				cur = row[j] + 1;
 			if (row[j - 1] + 1 < cur)
@@ -1321,7 +1347,7 @@ cfg_warn_unknown(const char *file, int line, const char *name)
 static int
 cfg_load_file(struct cfg_ctx *ctx, const char *path)
 {
-	struct cfg_val where = { NULL, path, 0, NULL };
+	struct cfg_val where = {NULL, path, 0, NULL};
 	char *buf, *line, *next, *name, *value, *cause;
 	size_t len;
 	int n;
@@ -1348,8 +1374,8 @@ cfg_load_file(struct cfg_ctx *ctx, const char *path)
 			cfg_error(ctx, &where, "%s", cause);
 			free(cause);
 		} else if (n == 1) {
-			ctx->lines = xreallocarray(ctx->lines, ctx->nlines + 1,
-			    sizeof *ctx->lines);
+			ctx->lines = xreallocarray(
+			    ctx->lines, ctx->nlines + 1, sizeof *ctx->lines);
 			ctx->lines[ctx->nlines].name = name;
 			ctx->lines[ctx->nlines].value = value;
 			ctx->lines[ctx->nlines].line = where.line;
@@ -1482,8 +1508,7 @@ cfg_cross_check(struct cfg_ctx *ctx, struct cfg_priv *priv)
 		    cfg->workers);
 
 	v = &ctx->vals[cfg_idx("CONTAINER_DEPLOYMENT")];
-	if (cfg->deployment != NULL &&
-	    strcmp(cfg->deployment, "docker") != 0 &&
+	if (cfg->deployment != NULL && strcmp(cfg->deployment, "docker") != 0 &&
 	    strcmp(cfg->deployment, "gvisor") != 0)
 		cfg_error(ctx, v,
 		    "CONTAINER_DEPLOYMENT=%s is not implemented by sandpool "
@@ -1522,8 +1547,8 @@ cfg_cross_check(struct cfg_ctx *ctx, struct cfg_priv *priv)
 
 /* Builds the type registry, loads the extensions, checks the defaults. */
 static void
-cfg_build_types(struct cfg_ctx *ctx, struct cfg *cfg,
-    const struct cfg_args *args)
+cfg_build_types(
+    struct cfg_ctx *ctx, struct cfg *cfg, const struct cfg_args *args)
 {
 	const struct cfg_val *v;
 	const struct sbtype *t;
@@ -1537,16 +1562,15 @@ cfg_build_types(struct cfg_ctx *ctx, struct cfg *cfg,
 	for (i = 0; args != NULL && args->extensions != NULL &&
 	     args->extensions[i] != NULL;
 	     i++) {
-		if (sbtypes_load_file(cfg->types, args->extensions[i],
-			&cause) == -1) {
+		if (sbtypes_load_file(
+			cfg->types, args->extensions[i], &cause) == -1) {
 			cfg_error(ctx, NULL, "%s", cause);
 			free(cause);
 		}
 	}
 	/* gvisor is docker with the runsc runtime wherever none is named. */
-	if (cfg->deployment != NULL &&
-	    strcmp(cfg->deployment, "gvisor") == 0) {
-		TAILQ_FOREACH(u, &cfg->types->list, entry) {
+	if (cfg->deployment != NULL && strcmp(cfg->deployment, "gvisor") == 0) {
+		TAILQ_FOREACH (u, &cfg->types->list, entry) {
 			if (u->runtime == NULL)
 				u->runtime = xstrdup("runsc");
 		}
@@ -1615,7 +1639,7 @@ cfg_load(const struct cfg_args *args, FILE *errf)
 	cfg_build_types(&ctx, &priv->pub, args);
 
 	if (ctx.nerrs > 0) {
-		TAILQ_FOREACH(e, &ctx.errs, entry)
+		TAILQ_FOREACH (e, &ctx.errs, entry)
 			if (errf != NULL)
 				fprintf(errf, "%s\n", e->msg);
 		if (errf != NULL)
@@ -1734,11 +1758,10 @@ cfg_print_line(FILE *fp, const char *name, const char *s)
 	size_t n = strlen(s);
 	int quote;
 
-	quote = n > 0 && (s[0] == '"' || s[0] == '\'' ||
-			     isspace((unsigned char)s[0]) ||
-			     isspace((unsigned char)s[n - 1]) ||
-			     strstr(s, " #") != NULL ||
-			     strstr(s, "\t#") != NULL || strstr(s, "${") != NULL);
+	quote = n > 0 &&
+	    (s[0] == '"' || s[0] == '\'' || isspace((unsigned char)s[0]) ||
+		isspace((unsigned char)s[n - 1]) || strstr(s, " #") != NULL ||
+		strstr(s, "\t#") != NULL || strstr(s, "${") != NULL);
 	if (!quote) {
 		fprintf(fp, "%s=%s\n", name, s);
 		return;

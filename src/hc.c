@@ -30,9 +30,9 @@
 
 /* What a request is doing. */
 enum hc_state {
-	HC_RUNNING,	/* added to the multi handle */
-	HC_FAILING,	/* not added; the error is delivered by hc_on_defer */
-	HC_CALLING	/* its callback is on the stack */
+	HC_RUNNING, /* added to the multi handle */
+	HC_FAILING, /* not added; the error is delivered by hc_on_defer */
+	HC_CALLING  /* its callback is on the stack */
 };
 
 struct hc_req {
@@ -41,11 +41,11 @@ struct hc_req {
 	enum hc_state state;
 	CURL *easy;
 	struct curl_slist *hdrs;
-	struct event *defer;	/* zero-delay event for HC_FAILING */
-	char *fail;		/* error text for HC_FAILING */
-	char *buf;		/* response body, NUL-terminated */
+	struct event *defer; /* zero-delay event for HC_FAILING */
+	char *fail;	     /* error text for HC_FAILING */
+	char *buf;	     /* response body, NUL-terminated */
 	size_t len, cap, max;
-	int overflow;		/* body exceeded max */
+	int overflow; /* body exceeded max */
 	char errbuf[CURL_ERROR_SIZE];
 	hc_done_cb cb;
 	void *arg;
@@ -62,11 +62,11 @@ struct hc {
 	struct event_base *base;
 	CURLM *multi;
 	struct event *timer;
-	TAILQ_HEAD(, hc_req) reqs;	/* every request not yet called back */
+	TAILQ_HEAD(, hc_req) reqs; /* every request not yet called back */
 	TAILQ_HEAD(, hc_sock) socks;
 	size_t npending;
-	int busy;			/* dispatch frames on the stack */
-	int dying;			/* hc_free was called inside one */
+	int busy;  /* dispatch frames on the stack */
+	int dying; /* hc_free was called inside one */
 };
 
 static void hc_on_sock(evutil_socket_t, short, void *);
@@ -129,8 +129,8 @@ hc_req_done(struct hc_req *r, CURLcode rc)
 		resp.error = text;
 		resp.body = "";
 	} else if (rc != CURLE_OK) {
-		resp.error = r->errbuf[0] != '\0' ? r->errbuf :
-		    curl_easy_strerror(rc);
+		resp.error =
+		    r->errbuf[0] != '\0' ? r->errbuf : curl_easy_strerror(rc);
 		resp.timed_out = rc == CURLE_OPERATION_TIMEDOUT;
 		resp.body = "";
 	} else {
@@ -309,8 +309,8 @@ hc_new(struct event_base *base, long max_host_conns)
 	curl_multi_setopt(hc->multi, CURLMOPT_TIMERFUNCTION, hc_timer_cb);
 	curl_multi_setopt(hc->multi, CURLMOPT_TIMERDATA, hc);
 	if (max_host_conns > 0)
-		curl_multi_setopt(hc->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-		    max_host_conns);
+		curl_multi_setopt(
+		    hc->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_conns);
 	curl_multi_setopt(hc->multi, CURLMOPT_MAXCONNECTS, HC_MAX_IDLE_CONNS);
 	return hc;
 }
@@ -365,8 +365,8 @@ hc_set_method(struct hc_req *r, const struct hc_opts *o)
 			rc = curl_easy_setopt(r->easy, CURLOPT_COPYPOSTFIELDS,
 			    o->body != NULL ? o->body : "");
 		if (rc == CURLE_OK && strcasecmp(m, "POST") != 0)
-			rc = curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST,
-			    m);
+			rc =
+			    curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, m);
 	} else if (strcasecmp(m, "HEAD") == 0)
 		rc = curl_easy_setopt(r->easy, CURLOPT_NOBODY, 1L);
 	else if (strcasecmp(m, "GET") != 0)
@@ -388,10 +388,10 @@ hc_setup(struct hc_req *r, const struct hc_opts *o)
 	if (r->hdrs == NULL)
 		return CURLE_OUT_OF_MEMORY;
 
-#define HC_SET(opt, val)                                                      \
-	do {                                                                  \
-		if (rc == CURLE_OK)                                           \
-			rc = curl_easy_setopt(e, opt, val);                   \
+#define HC_SET(opt, val)                                                       \
+	do {                                                                   \
+		if (rc == CURLE_OK)                                            \
+			rc = curl_easy_setopt(e, opt, val);                    \
 	} while (0)
 	HC_SET(CURLOPT_PRIVATE, r);
 	HC_SET(CURLOPT_URL, o->url);
@@ -425,7 +425,7 @@ hc_request(struct hc *hc, const struct hc_opts *o, hc_done_cb cb, void *arg)
 	struct hc_req *r;
 	CURLMcode mc;
 	CURLcode rc;
-	static const struct timeval now = { 0, 0 };
+	static const struct timeval now = {0, 0};
 
 	r = xcalloc(1, sizeof *r);
 	r->hc = hc;
@@ -441,8 +441,8 @@ hc_request(struct hc *hc, const struct hc_opts *o, hc_done_cb cb, void *arg)
 	else if ((r->easy = curl_easy_init()) == NULL)
 		r->fail = xstrdup("cannot make a libcurl handle");
 	else if ((rc = hc_setup(r, o)) != CURLE_OK)
-		xasprintf(&r->fail, "bad request option: %s",
-		    curl_easy_strerror(rc));
+		xasprintf(
+		    &r->fail, "bad request option: %s", curl_easy_strerror(rc));
 	else if ((mc = curl_multi_add_handle(hc->multi, r->easy)) != CURLM_OK)
 		xasprintf(&r->fail, "cannot start request: %s",
 		    curl_multi_strerror(mc));

@@ -36,8 +36,8 @@ http_new(struct event_base *base, const struct http_params *p,
 		return NULL;
 	}
 	errno = 0;
-	h->sock = evhttp_bind_socket_with_handle(h->evh, p->host,
-	    (unsigned short)p->port);
+	h->sock = evhttp_bind_socket_with_handle(
+	    h->evh, p->host, (unsigned short)p->port);
 	if (h->sock == NULL) {
 		saved = errno;
 		xasprintf(cause, "cannot listen on %s%s%s:%d: %s",
@@ -81,8 +81,8 @@ http_free(struct http *h)
 
 /* Sends the one reply of a request. */
 void
-http_reply_json(struct evhttp_request *req, int status, const char *body,
-    size_t len)
+http_reply_json(
+    struct evhttp_request *req, int status, const char *body, size_t len)
 {
 	struct evkeyvalq *hdrs = evhttp_request_get_output_headers(req);
 

@@ -15,11 +15,11 @@ struct http;
 typedef void (*http_request_cb)(struct evhttp_request *, void *arg);
 
 struct http_params {
-	const char *host;	/* bind address (HOST) */
-	int port;		/* PORT */
-	size_t max_body;	/* largest request body, bytes */
-	size_t max_headers;	/* largest request header block, bytes */
-	int timeout;		/* seconds an idle or slow client may take */
+	const char *host;   /* bind address (HOST) */
+	int port;	    /* PORT */
+	size_t max_body;    /* largest request body, bytes */
+	size_t max_headers; /* largest request header block, bytes */
+	int timeout;	    /* seconds an idle or slow client may take */
 };
 
 /*
@@ -38,8 +38,8 @@ void http_free(struct http *);
  * Call it exactly once per request, even after the client went away (that
  * is what frees the request then); req is gone when it returns.
  */
-void http_reply_json(struct evhttp_request *, int status, const char *body,
-    size_t len);
+void http_reply_json(
+    struct evhttp_request *, int status, const char *body, size_t len);
 /* The request body (borrowed, contiguous, not NUL-terminated) and size. */
 const char *http_body(struct evhttp_request *, size_t *len);
 /* The standard reason phrase of a status ("Not Found"). */

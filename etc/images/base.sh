@@ -58,6 +58,10 @@ set -- "deb $mirror $suite main" "deb $mirror $suite-updates main"
 if [ -n "$security" ]; then
 	set -- "$@" "deb $security $suite-security main"
 fi
+# mmdebstrap's scratch directory goes under the builder's temporary one.
+TMPDIR=$work
+export TMPDIR
+chmod 0755 "$work"
 quiet=
 if [ "${SANDPOOL_BUILDER_QUIET:-0}" = 1 ]; then
 	quiet=--quiet
@@ -67,6 +71,7 @@ fi
 
 # Snapshot mirrors serve Release files whose Valid-Until has passed; docs,
 # man pages and translations are left out of the image.
+# shellcheck disable=SC2016 # "$1" is expanded by mmdebstrap's hook shell
 mmdebstrap $quiet --variant=minbase \
     --include=python3,ca-certificates \
     --aptopt='Acquire::Check-Valid-Until "false"' \

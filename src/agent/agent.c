@@ -8,7 +8,7 @@
  * event base, the HTTP server, the listeners and the pending requests.
  */
 #ifdef HAVE_CONFIG_H
-#include "config.h" /* autoconf's: _GNU_SOURCE, PACKAGE_VERSION */
+#include "autoconfig.h" /* PACKAGE_VERSION */
 #endif
 
 #include <sys/types.h>
@@ -364,10 +364,13 @@ agent_on_shell_done(const struct shell_result *r, void *arg)
 }
 
 /*
- * The client closed its connection while its command ran. The command
- * runs on (as upstream); its answer is dropped. evhttp has detached the
- * request from the connection, so it is ours to free, unless the
- * connection is being freed with the request still on it (shutdown).
+ * The connection of a request whose command runs is going away. The
+ * command runs on (as upstream) and its answer is dropped. If evhttp
+ * detached the request from the connection (a client EOF or timeout), the
+ * request is ours to free; if the request is still on it, evhttp frees it
+ * with the connection. (libevent 2.1 does not watch a connection while
+ * its request is being handled, so a client that gives up is usually
+ * noticed only when the answer cannot be written; both paths are safe.)
  */
 static void
 agent_on_close(struct evhttp_connection *evcon, void *arg)

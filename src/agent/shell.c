@@ -7,7 +7,7 @@
  * Owns every struct shell_cmd and the SIGCHLD event.
  */
 #ifdef HAVE_CONFIG_H
-#include "config.h" /* autoconf's: _GNU_SOURCE, PACKAGE_VERSION */
+#include "autoconfig.h" /* PACKAGE_VERSION */
 #endif
 
 #include <sys/types.h>

@@ -44,7 +44,6 @@ API = "/v1.41"
 _servers = []  # every Server made by this process, in order
 _tmpdirs = []  # removed last, after the servers and their containers
 _cleaning = False
-_tap = None  # the Tap of this test file, for the watchdog
 
 
 def _rm_tree(path):
@@ -93,10 +92,9 @@ class Tap:
     """Numbered TAP lines; the plan is printed last by done()."""
 
     def __init__(self, watchdog=300):
-        global _tap
+        """watchdog: seconds after which the file fails and cleans up."""
         self.n = 0
         self.failed = 0
-        _tap = self
         if watchdog:
             signal.signal(signal.SIGALRM, self._on_watchdog)
             signal.alarm(watchdog)
@@ -117,8 +115,9 @@ class Tap:
         lines = str(msg).splitlines() or [""]
         print("\n".join("# " + line for line in lines), flush=True)
 
-    def ok(self, cond, name, diag=None):
-        """Reports one check; returns its truth."""
+    def ok(self, cond, name, info=None):
+        """Reports one check, with info as diagnostics when it fails;
+        returns its truth."""
         self.n += 1
         name = " ".join(str(name).split()).replace("#", "\\#")
         print("%s %d - %s" % ("ok" if cond else "not ok", self.n, name),
@@ -126,8 +125,8 @@ class Tap:
         if not cond:
             self.failed += 1
             self.diag("  failed at " + _test_line())
-            if diag is not None:
-                self.diag(diag)
+            if info is not None:
+                self.diag(info)
         return bool(cond)
 
     def is_(self, got, want, name):

@@ -84,9 +84,16 @@ def test_prewarm(s):
     for c in s.containers():
         t.is_(c["Labels"].get("sandpool.type"), "base",
               "pool container %s is of type base" % cname(c))
-    # Running is not yet warm: give the runtimes a moment to answer.
-    if n:
-        time.sleep(2)
+    # Running is not yet warm: wait until both have a warm record.
+    def state_of(x):
+        status, _, doc = s.rpc("get_info", {"identity": x})
+        return doc["data"].get("state") if status == 200 else None
+
+    def warm_records():
+        return all(state_of(x) == "warm" for x in names)
+    t.ok(n and harness.wait_for(warm_records, 60),
+         "both pool containers have a warm record")
+    time.sleep(0.5)
     return names
 
 
@@ -390,7 +397,8 @@ def test_missing_image_and_ports(dirpath):
                           "runtime-sandbox-builder" in s.log(), 5),
          "the log names the missing image and runtime-sandbox-builder",
          s.log()[-2000:])
-    t.is_(s.containers(), [], "missing image: no container left")
+    t.is_([cname(c) for c in s.containers()], [],
+          "missing image: no container left")
     t.ok(harness.port_is_free(port), "missing image: no port bound")
 
     first = s.call("create", sandbox_type="base",

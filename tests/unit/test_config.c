@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+/* Not "config.h": from tests/unit/ that finds the build's autoconf one. */
 #include "config.h"
 #include "log.h"
 #include "sbtype.h"
@@ -22,40 +23,39 @@
 extern char **environ;
 
 static char tmpdir[PATH_MAX];
-static char *last_err;		/* errf text of the last load */
-static char *last_log;		/* stderr (log) text of the last load */
+static char srcdir[PATH_MAX]; /* where etc/ is: $SANDPOOL_SRCDIR or cwd */
+static char *last_err;	      /* errf text of the last load */
+static char *last_log;	      /* stderr (log) text of the last load */
 
 /* Every name the loader reads, cleared before each check. */
-static const char *const keys[] = { "HOST", "PORT", "WORKERS", "DEBUG",
-	"BEARER_TOKEN", "DEFAULT_SANDBOX_TYPE", "POOL_SIZE", "AUTO_CLEANUP",
-	"CONTAINER_PREFIX_KEY", "CONTAINER_DEPLOYMENT", "DEFAULT_MOUNT_DIR",
-	"READONLY_MOUNTS", "ALLOW_MOUNT_DIR", "STORAGE_FOLDER", "PORT_RANGE",
-	"HEARTBEAT_TIMEOUT", "HEARTBEAT_LOCK_TTL", "WATCHER_SCAN_INTERVAL",
-	"RELEASE_KET_TTL", "RELEASED_KEY_TTL", "MAX_SANDBOX_INSTANCES",
-	"REDIS_ENABLED", "REDIS_SERVER", "REDIS_PORT", "REDIS_DB",
-	"REDIS_USER", "REDIS_PASSWORD", "REDIS_PORT_KEY",
-	"REDIS_CONTAINER_POOL_KEY", "RUNTIME_SANDBOX_REGISTRY",
-	"RUNTIME_SANDBOX_IMAGE_NAMESPACE", "RUNTIME_SANDBOX_IMAGE_TAG",
-	"RUNTIME_SANDBOX_TIMEOUT", "DOCKER_HOST", "OPENAI_API_KEY",
-	"DATASET_SUB_TYPE", "SANDPOOL_AGENT", "SANDPOOL_RUN_DIR",
-	"SANDPOOL_INSTANCE_ID", "SANDPOOL_PUBLISH_HOST",
-	"SANDPOOL_DOCKER_TIMEOUT", "SANDPOOL_WARMUP_TIMEOUT",
-	"SANDPOOL_REFILL_CONCURRENCY", "SANDPOOL_MAX_BODY",
-	"SANDPOOL_KEEP_WORKSPACE", "FILE_SYSTEM", "OSS_ENDPOINT",
-	"OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_BUCKET_NAME",
-	"K8S_NAMESPACE", "KUBECONFIG_PATH", "AGENT_RUN_ACCOUNT_ID",
-	"AGENT_RUN_ACCESS_KEY_ID", "AGENT_RUN_ACCESS_KEY_SECRET",
-	"AGENT_RUN_REGION_ID", "AGENT_RUN_CPU", "AGENT_RUN_MEMORY",
-	"AGENT_RUN_VPC_ID", "AGENT_RUN_VSWITCH_IDS",
-	"AGENT_RUN_SECURITY_GROUP_ID", "AGENT_RUN_PREFIX",
-	"AGENT_RUN_LOG_PROJECT", "AGENT_RUN_LOG_STORE", "FC_ACCOUNT_ID",
-	"FC_ACCESS_KEY_ID", "FC_ACCESS_KEY_SECRET", "FC_REGION_ID", "FC_CPU",
-	"FC_MEMORY", "FC_VPC_ID", "FC_VSWITCH_IDS", "FC_SECURITY_GROUP_ID",
-	"FC_PREFIX", "FC_LOG_PROJECT", "FC_LOG_STORE", "SP_TEST_USER", NULL };
+static const char *const keys[] = {"HOST", "PORT", "WORKERS", "DEBUG",
+    "BEARER_TOKEN", "DEFAULT_SANDBOX_TYPE", "POOL_SIZE", "AUTO_CLEANUP",
+    "CONTAINER_PREFIX_KEY", "CONTAINER_DEPLOYMENT", "DEFAULT_MOUNT_DIR",
+    "READONLY_MOUNTS", "ALLOW_MOUNT_DIR", "STORAGE_FOLDER", "PORT_RANGE",
+    "HEARTBEAT_TIMEOUT", "HEARTBEAT_LOCK_TTL", "WATCHER_SCAN_INTERVAL",
+    "RELEASE_KET_TTL", "RELEASED_KEY_TTL", "MAX_SANDBOX_INSTANCES",
+    "REDIS_ENABLED", "REDIS_SERVER", "REDIS_PORT", "REDIS_DB", "REDIS_USER",
+    "REDIS_PASSWORD", "REDIS_PORT_KEY", "REDIS_CONTAINER_POOL_KEY",
+    "RUNTIME_SANDBOX_REGISTRY", "RUNTIME_SANDBOX_IMAGE_NAMESPACE",
+    "RUNTIME_SANDBOX_IMAGE_TAG", "RUNTIME_SANDBOX_TIMEOUT", "DOCKER_HOST",
+    "OPENAI_API_KEY", "DATASET_SUB_TYPE", "SANDPOOL_AGENT", "SANDPOOL_RUN_DIR",
+    "SANDPOOL_INSTANCE_ID", "SANDPOOL_PUBLISH_HOST", "SANDPOOL_DOCKER_TIMEOUT",
+    "SANDPOOL_WARMUP_TIMEOUT", "SANDPOOL_REFILL_CONCURRENCY",
+    "SANDPOOL_MAX_BODY", "SANDPOOL_KEEP_WORKSPACE", "FILE_SYSTEM",
+    "OSS_ENDPOINT", "OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET",
+    "OSS_BUCKET_NAME", "K8S_NAMESPACE", "KUBECONFIG_PATH",
+    "AGENT_RUN_ACCOUNT_ID", "AGENT_RUN_ACCESS_KEY_ID",
+    "AGENT_RUN_ACCESS_KEY_SECRET", "AGENT_RUN_REGION_ID", "AGENT_RUN_CPU",
+    "AGENT_RUN_MEMORY", "AGENT_RUN_VPC_ID", "AGENT_RUN_VSWITCH_IDS",
+    "AGENT_RUN_SECURITY_GROUP_ID", "AGENT_RUN_PREFIX", "AGENT_RUN_LOG_PROJECT",
+    "AGENT_RUN_LOG_STORE", "FC_ACCOUNT_ID", "FC_ACCESS_KEY_ID",
+    "FC_ACCESS_KEY_SECRET", "FC_REGION_ID", "FC_CPU", "FC_MEMORY", "FC_VPC_ID",
+    "FC_VSWITCH_IDS", "FC_SECURITY_GROUP_ID", "FC_PREFIX", "FC_LOG_PROJECT",
+    "FC_LOG_STORE", "SP_TEST_USER", NULL};
 
 /* Files the checks may leave in tmpdir. */
-static const char *const files[] = { ".env", ".env.example", "conf.env",
-	"ext.json", "ext2.json", "printed.env", "log.txt", NULL };
+static const char *const files[] = {".env", ".env.example", "conf.env",
+    "ext.json", "ext2.json", "printed.env", "log.txt", NULL};
 
 /* Unsets every variable matching a key in any case. */
 static void
@@ -130,7 +130,7 @@ read_file(const char *path)
 static struct cfg *
 load(const char *config_file, const char *const *ext)
 {
-	struct cfg_args args = { config_file, ext };
+	struct cfg_args args = {config_file, ext};
 	struct cfg *cfg;
 	size_t len;
 	FILE *errf;
@@ -210,7 +210,7 @@ count_types(const struct sbtypes *t)
 	const struct sbtype *u;
 	int n = 0;
 
-	TAILQ_FOREACH(u, &t->list, entry)
+	TAILQ_FOREACH (u, &t->list, entry)
 		n++;
 	return n;
 }
@@ -231,7 +231,7 @@ test_defaults(void)
 	is_int(cfg->workers, 1, "WORKERS default");
 	is_int(cfg->debug, 0, "DEBUG default");
 	ok(cfg->bearer_token == NULL, "BEARER_TOKEN unset");
-	ok(strv_is(cfg->default_types, (const char *const[]){ "base", NULL }),
+	ok(strv_is(cfg->default_types, (const char *const[]){"base", NULL}),
 	    "DEFAULT_SANDBOX_TYPE default [base]");
 	is_int(cfg->pool_size, 0, "POOL_SIZE default");
 	is_int(cfg->auto_cleanup, 1, "AUTO_CLEANUP default");
@@ -439,18 +439,18 @@ test_syntax(void)
 static void
 test_lists(void)
 {
-	static const char *const forms[] = { "[\"base\",\"browser\"]",
-		"[base, browser]", "base, browser", " base ,browser,, base ",
-		"[\"base\", browser]", NULL };
-	const char *const two[] = { "base", "browser", NULL };
+	static const char *const forms[] = {"[\"base\",\"browser\"]",
+	    "[base, browser]", "base, browser", " base ,browser,, base ",
+	    "[\"base\", browser]", NULL};
+	const char *const two[] = {"base", "browser", NULL};
 	struct cfg *cfg;
 	char text[256];
 	size_t i;
 
 	for (i = 0; forms[i] != NULL; i++) {
 		fresh();
-		snprintf(text, sizeof text, "DEFAULT_SANDBOX_TYPE=%s\n",
-		    forms[i]);
+		snprintf(
+		    text, sizeof text, "DEFAULT_SANDBOX_TYPE=%s\n", forms[i]);
 		cfg = load_env(text);
 		ok(cfg != NULL && strv_is(cfg->default_types, two),
 		    "DEFAULT_SANDBOX_TYPE=%s", forms[i]);
@@ -460,27 +460,27 @@ test_lists(void)
 	setenv("DEFAULT_SANDBOX_TYPE", "gui", 1);
 	cfg = load(NULL, NULL);
 	ok(cfg != NULL &&
-		strv_is(cfg->default_types, (const char *const[]){ "gui",
-						NULL }),
+		strv_is(cfg->default_types, (const char *const[]){"gui", NULL}),
 	    "single word from the environment");
 	cfg_free(cfg);
 	unsetenv("DEFAULT_SANDBOX_TYPE");
 
 	fresh();
 	cfg = load_env("DEFAULT_SANDBOX_TYPE=base,nosuch\n");
-	ok(cfg == NULL && err_has(".env:1: DEFAULT_SANDBOX_TYPE: unknown "
-				  "sandbox type 'nosuch'"),
+	ok(cfg == NULL &&
+		err_has(".env:1: DEFAULT_SANDBOX_TYPE: unknown "
+			"sandbox type 'nosuch'"),
 	    "unknown default type");
 	cfg = load_env("DEFAULT_SANDBOX_TYPE=dummy\n");
-	ok(cfg == NULL && err_has("DEFAULT_SANDBOX_TYPE: sandbox type "
-				  "'dummy' has no image"),
+	ok(cfg == NULL &&
+		err_has("DEFAULT_SANDBOX_TYPE: sandbox type "
+			"'dummy' has no image"),
 	    "unsupported default type");
 	cfg = load_env("DEFAULT_SANDBOX_TYPE=[]\n");
 	ok(cfg == NULL && err_has("names no sandbox type"),
 	    "empty default type list");
 	cfg = load_env("DEFAULT_SANDBOX_TYPE=[1, 2]\n");
-	ok(cfg == NULL && err_has("is not a string"),
-	    "JSON list of numbers");
+	ok(cfg == NULL && err_has("is not a string"), "JSON list of numbers");
 	cfg = load_env("FC_VSWITCH_IDS=[\"a\", \"b\"]\n");
 	ok(cfg != NULL, "other lists parse");
 	cfg_free(cfg);
@@ -489,10 +489,10 @@ test_lists(void)
 static void
 test_ports(void)
 {
-	static const char *const good[] = { "[1000,2000]", "1000,2000",
-		" [ 1000 , 2000 ] ", " 1000 , 2000 ", NULL };
-	static const char *const bad[] = { "[2000,1000]", "[0,10]", "1,70000",
-		"abc", "[1,2,3]", "1000", "1000,1000", "[1.5,2]", "a,b", NULL };
+	static const char *const good[] = {"[1000,2000]", "1000,2000",
+	    " [ 1000 , 2000 ] ", " 1000 , 2000 ", NULL};
+	static const char *const bad[] = {"[2000,1000]", "[0,10]", "1,70000",
+	    "abc", "[1,2,3]", "1000", "1000,1000", "[1.5,2]", "a,b", NULL};
 	struct cfg *cfg;
 	char text[256];
 	size_t i;
@@ -518,10 +518,10 @@ test_ports(void)
 static void
 test_bools(void)
 {
-	static const char *const yes[] = { "true", "TRUE", "1", "yes", "Yes",
-		"on", "ON", NULL };
-	static const char *const no[] = { "false", "False", "0", "no", "NO",
-		"off", "Off", NULL };
+	static const char *const yes[] = {
+	    "true", "TRUE", "1", "yes", "Yes", "on", "ON", NULL};
+	static const char *const no[] = {
+	    "false", "False", "0", "no", "NO", "off", "Off", NULL};
 	struct cfg *cfg;
 	char text[256];
 	size_t i;
@@ -596,8 +596,7 @@ test_errors(void)
 		    "POOL_SIZE?)") != NULL,
 	    "unknown key warning with a suggestion");
 	ok(last_log != NULL &&
-		strstr(last_log, "config: .env:2: unknown key FOO_BAR") !=
-		    NULL,
+		strstr(last_log, "config: .env:2: unknown key FOO_BAR") != NULL,
 	    "unknown key warning");
 	cfg_free(cfg);
 
@@ -623,8 +622,7 @@ test_errors(void)
 	    "FILE_SYSTEM=oss is an error");
 	cfg = load_env("CONTAINER_DEPLOYMENT=gvisor\n");
 	ok(cfg != NULL && strcmp(cfg->deployment, "gvisor") == 0 &&
-		strcmp(sbtypes_find(cfg->types, "base")->runtime, "runsc") ==
-		    0,
+		strcmp(sbtypes_find(cfg->types, "base")->runtime, "runsc") == 0,
 	    "gvisor: docker with runsc");
 	cfg_free(cfg);
 
@@ -644,7 +642,7 @@ test_errors(void)
 		       "SANDPOOL_INSTANCE_ID=a b\n"
 		       "SANDPOOL_PUBLISH_HOST=localhost\n"
 		       "SANDPOOL_RUN_DIR=/a/very/long/run/directory/that/does/"
-		       "not/fit/into/a/unix/socket/path/x\n"
+		       "not/fit/into/a/unix/socket/path/at/all\n"
 		       "RUNTIME_SANDBOX_IMAGE_TAG=bad tag\n"
 		       "AGENT_RUN_CPU=lots\n");
 	ok(cfg == NULL && err_lines() == 7, "string checks");
@@ -657,6 +655,10 @@ test_errors(void)
 	ok(err_has(".env:5: SANDPOOL_RUN_DIR: longer than"), "run dir");
 	ok(err_has(".env:6: RUNTIME_SANDBOX_IMAGE_TAG:"), "tag");
 	ok(err_has(".env:7: AGENT_RUN_CPU:"), "unused keys are checked");
+
+	cfg = load_env("SANDPOOL_AGENT=\n");
+	ok(cfg == NULL && err_has(".env:1: SANDPOOL_AGENT: must not be empty"),
+	    "empty path");
 
 	cfg = load_env("SANDPOOL_INSTANCE_ID=box-1\nPORT=8123\n"
 		       "DOCKER_HOST=unix:///tmp/d.sock\n");
@@ -678,13 +680,14 @@ test_mounts(void)
 	snprintf(host, sizeof host, "%s/rel/dir", tmpdir);
 	ok(cfg != NULL &&
 		strv_is(cfg->readonly_mounts,
-		    (const char *const[]){ host, "/mnt/a", "/abs", "/mnt/b",
-			NULL }),
+		    (const char *const[]){
+			host, "/mnt/a", "/abs", "/mnt/b", NULL}),
 	    "READONLY_MOUNTS pairs, relative host made absolute");
 	cfg_free(cfg);
 	cfg = load_env("READONLY_MOUNTS={\"/a\": \"rel\"}\n");
-	ok(cfg == NULL && err_has(".env:1: READONLY_MOUNTS: entry 1: "
-				  "container path must be absolute"),
+	ok(cfg == NULL &&
+		err_has(".env:1: READONLY_MOUNTS: entry 1: "
+			"container path must be absolute"),
 	    "relative container path");
 	cfg = load_env("READONLY_MOUNTS={\"/a\": \"/run/sandpool/x\"}\n");
 	ok(cfg == NULL, "sandpool's own mount point");
@@ -695,8 +698,8 @@ test_mounts(void)
 static void
 test_extensions(void)
 {
-	const char *const ext[] = { "ext.json", NULL };
-	const char *const ext2[] = { "ext.json", "ext2.json", NULL };
+	const char *const ext[] = {"ext.json", NULL};
+	const char *const ext2[] = {"ext.json", "ext2.json", NULL};
 	const struct sbtype *t;
 	struct sbtypes *types;
 	struct cfg *cfg;
@@ -718,8 +721,9 @@ test_extensions(void)
 	if (ok(cfg != NULL, "extension file loads")) {
 		is_int(count_types(cfg->types), 15, "one new type");
 		t = sbtypes_find(cfg->types, "base");
-		ok(t != NULL && strcmp(t->image, "sandpool/busybox:latest") ==
-			    0 && t->inject_agent == 1 && t->supported,
+		ok(t != NULL &&
+			strcmp(t->image, "sandpool/busybox:latest") == 0 &&
+			t->inject_agent == 1 && t->supported,
 		    "base redefined");
 		t = sbtypes_find(cfg->types, "my.type-1");
 		ok(t != NULL && t->runtime_port == 8080 && t->timeout == 5 &&
@@ -730,12 +734,12 @@ test_extensions(void)
 			strcmp(t->runtime, "runc") == 0 &&
 			strcmp(t->description, "mine") == 0,
 		    "every extension field");
-		ok(t != NULL && strv_is(t->env,
-				    (const char *const[]){ "A=1", "B=2",
-					NULL }),
+		ok(t != NULL &&
+			strv_is(
+			    t->env, (const char *const[]){"A=1", "B=2", NULL}),
 		    "extension environment");
 		ok(strv_is(cfg->default_types,
-		       (const char *const[]){ "my.type-1", "base", NULL }),
+		       (const char *const[]){"my.type-1", "base", NULL}),
 		    "default types from the extension");
 	}
 	cfg_free(cfg);
@@ -785,8 +789,9 @@ test_extensions(void)
 	ok(strcmp(t->image, "reg.example/ns/runtime-sandbox-base:v1") == 0 &&
 		count_types(types) == 14,
 	    "registry unchanged after an error");
-	write_file("ext2.json", "[{\"name\": \"a\", \"image\": \"a\"},"
-				" {\"name\": \"a\", \"image\": \"b\"}]");
+	write_file("ext2.json",
+	    "[{\"name\": \"a\", \"image\": \"a\"},"
+	    " {\"name\": \"a\", \"image\": \"b\"}]");
 	ok(sbtypes_load_file(types, "ext2.json", &cause) == -1 &&
 		strstr(cause, "defined twice") != NULL,
 	    "a name twice in one file");
@@ -805,8 +810,9 @@ test_extensions(void)
 		strcmp(sbtypes_find(types, "m")->image, "c") == 0 &&
 		count_types(types) == 15,
 	    "a later file redefines a type in place");
-	write_file("ext2.json", "{\"name\": \"m\", \"image\": \"c\", "
-				"\"resource_limits\": {\"disk\": 1}}");
+	write_file("ext2.json",
+	    "{\"name\": \"m\", \"image\": \"c\", "
+	    "\"resource_limits\": {\"disk\": 1}}");
 	ok(sbtypes_load_file(types, "ext2.json", &cause) == -1 &&
 		strstr(cause, "resource_limits: unknown key 'disk'") != NULL,
 	    "unknown resource limit");
@@ -834,13 +840,13 @@ test_images_and_bfcl(void)
 		is_int(t->timeout, 120, "RUNTIME_SANDBOX_TIMEOUT");
 		t = sbtypes_find(cfg->types, "bfcl");
 		ok(strv_is(t->env,
-		       (const char *const[]){ "OPENAI_API_KEY=sk-test",
+		       (const char *const[]){"OPENAI_API_KEY=sk-test",
 			   "BFCL_DATA_PATH=/agentscope_runtime/training_box/"
 			   "bfcl/multi_turn/live_processed.jsonl",
 			   "BFCL_SPLID_ID_PATH=/agentscope_runtime/"
 			   "training_box/bfcl/multi_turn/"
 			   "live_split_ids.json",
-			   NULL }),
+			   NULL}),
 		    "bfcl environment from the keys");
 	}
 	cfg_free(cfg);
@@ -869,8 +875,7 @@ test_print(void)
 	ok(strstr(out, "BEARER_TOKEN=***\n") != NULL, "BEARER_TOKEN masked");
 	ok(strstr(out, "REDIS_PASSWORD=***\n") != NULL,
 	    "REDIS_PASSWORD masked");
-	ok(strstr(out, "OSS_ACCESS_KEY_ID=***\n") != NULL,
-	    "access key masked");
+	ok(strstr(out, "OSS_ACCESS_KEY_ID=***\n") != NULL, "access key masked");
 	ok(strstr(out, "OPENAI_API_KEY=\n") != NULL, "unset secret empty");
 	ok(strstr(out, "topsecret") == NULL && strstr(out, "pw123") == NULL &&
 		strstr(out, "AKID") == NULL,
@@ -904,11 +909,42 @@ test_print(void)
 	cfg_free(cfg);
 }
 
+static void
+test_shipped_examples(void)
+{
+	char env[PATH_MAX + 64], ext[PATH_MAX + 64];
+	const char *const exts[] = {ext, NULL};
+	const struct sbtype *t;
+	struct cfg *cfg;
+
+	fresh();
+	snprintf(env, sizeof env, "%s/etc/runtime-sandbox-server.env.example",
+	    srcdir);
+	snprintf(
+	    ext, sizeof ext, "%s/etc/types/example-extension.json", srcdir);
+	cfg = load(env, exts);
+	ok(cfg != NULL, "the shipped .env.example and extension load");
+	ok(last_log != NULL && strstr(last_log, "unknown key") == NULL,
+	    "the shipped .env.example has no unknown key");
+	if (cfg != NULL) {
+		is_int(cfg->pool_size, 1, "example POOL_SIZE=1");
+		t = sbtypes_find(cfg->types, "python312");
+		ok(t != NULL && t->memory == 1LL << 30 && t->inject_agent,
+		    "example extension type");
+	}
+	cfg_free(cfg);
+}
+
 int
 main(void)
 {
 	char tmpl[] = "/tmp/sandpool-test-config.XXXXXX";
 
+	if (getenv("SANDPOOL_SRCDIR") != NULL)
+		snprintf(
+		    srcdir, sizeof srcdir, "%s", getenv("SANDPOOL_SRCDIR"));
+	else if (getcwd(srcdir, sizeof srcdir) == NULL)
+		return 99;
 	if (mkdtemp(tmpl) == NULL || chdir(tmpl) == -1 ||
 	    getcwd(tmpdir, sizeof tmpdir) == NULL) {
 		perror("tmpdir");
@@ -928,6 +964,7 @@ main(void)
 	test_extensions();
 	test_images_and_bfcl();
 	test_print();
+	test_shipped_examples();
 
 	fresh();
 	free(last_err);

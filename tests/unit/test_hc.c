@@ -24,22 +24,22 @@
 #include "tap.h"
 
 static struct event_base *base;
-static int tcp_conns, unix_conns;	/* connections the servers accepted */
-static char sock_path[108];
+static int tcp_conns, unix_conns; /* connections the servers accepted */
+static char sock_path[64];
 static char url_base[64];
-static struct evhttp_request *hung;	/* the /hang request, never answered */
+static struct evhttp_request *hung; /* the /hang request, never answered */
 
 /* One test request's outcome. */
 struct res {
-	int done;		/* callbacks seen */
-	int returned;		/* hc_request had returned when called back */
+	int done;     /* callbacks seen */
+	int returned; /* hc_request had returned when called back */
 	long status;
 	char *body;
 	size_t len;
 	char *ctype;
 	char *error;
 	int timed_out;
-	int *flag;		/* for callbacks that check a flag */
+	int *flag; /* for callbacks that check a flag */
 };
 
 /* Counts a new server connection and gives evhttp its bufferevent. */
@@ -82,8 +82,8 @@ srv_on_slow(evutil_socket_t fd, short what, void *arg)
 {
 	struct slow *s = arg;
 
-	evhttp_connection_set_closecb(evhttp_request_get_connection(s->req),
-	    NULL, NULL);
+	evhttp_connection_set_closecb(
+	    evhttp_request_get_connection(s->req), NULL, NULL);
 	evhttp_send_reply(s->req, 200, "OK", NULL);
 	event_free(s->ev);
 	free(s);
@@ -115,7 +115,7 @@ srv_handle(struct evhttp_request *req, void *arg)
 	struct evbuffer *out = evbuffer_new();
 	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
 	const char *m;
-	static const struct timeval slow = { 0, 200000 };
+	static const struct timeval slow = {0, 200000};
 
 	switch (evhttp_request_get_command(req)) {
 	case EVHTTP_REQ_GET:
@@ -163,16 +163,17 @@ srv_handle(struct evhttp_request *req, void *arg)
 		srv_send_chunked(req, 1 << 20);
 	} else if (strcmp(uri, "/hang") == 0) {
 		hung = req;
-		evhttp_connection_set_closecb(evhttp_request_get_connection(req),
-		    srv_on_hang_close, NULL);
+		evhttp_connection_set_closecb(
+		    evhttp_request_get_connection(req), srv_on_hang_close,
+		    NULL);
 	} else if (strcmp(uri, "/slow") == 0) {
 		struct slow *s = malloc(sizeof *s);
 
 		s->req = req;
 		s->ev = evtimer_new(base, srv_on_slow, s);
 		evtimer_add(s->ev, &slow);
-		evhttp_connection_set_closecb(evhttp_request_get_connection(req),
-		    srv_on_slow_close, s);
+		evhttp_connection_set_closecb(
+		    evhttp_request_get_connection(req), srv_on_slow_close, s);
 	} else
 		evhttp_send_reply(req, 404, "Not Found", NULL);
 	evbuffer_free(out);
@@ -219,7 +220,7 @@ on_guard(evutil_socket_t fd, short what, void *arg)
 static int
 run_until(const int *n, int want, int ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	int expired = 0;
 	struct event *guard = evtimer_new(base, on_guard, &expired);
 
@@ -273,7 +274,7 @@ test_basic(struct hc *hc)
 	struct hc_opts o;
 	struct res x;
 	int returned = 0;
-	const char *hdrs[] = { "Content-Type: text/plain", "X-A: b", NULL };
+	const char *hdrs[] = {"Content-Type: text/plain", "X-A: b", NULL};
 
 	/* GET, and the callback comes from the loop. */
 	memset(&x, 0, sizeof x);
@@ -460,8 +461,8 @@ test_limits(struct hc *hc)
 	o.timeout_ms = 200;
 	hc_request(hc, &o, on_done, &x);
 	ok(run_until(&x.done, 1, 3000) == 0, "hung request calls back");
-	ok(x.timed_out && x.status == 0 && x.error != NULL,
-	    "timed out: %s", x.error ? x.error : "-");
+	ok(x.timed_out && x.status == 0 && x.error != NULL, "timed out: %s",
+	    x.error ? x.error : "-");
 	res_clear(&x);
 
 	/* Connection refused, on TCP and on a missing unix socket. */
@@ -588,8 +589,10 @@ test_cancel(struct hc *hc)
 	hc_request(hc2, &o, on_done, &x);
 	run_until(&re.done, 1, 2000);
 	run_for(400);
-	ok(re.done == 1 && x.done == 0, "hc_free from a callback: no more "
-	    "callbacks (%d %d %d)", z[0].done, z[1].done, z[2].done);
+	ok(re.done == 1 && x.done == 0,
+	    "hc_free from a callback: no more "
+	    "callbacks (%d %d %d)",
+	    z[0].done, z[1].done, z[2].done);
 	for (i = 0; i < 3; i++)
 		res_clear(&z[i]);
 	res_clear(&x);
@@ -628,10 +631,10 @@ test_concurrent(void)
 	}
 	is_int(hc_pending(hc), 50, "50 in flight");
 	for (i = 0; i < 50; i++) {
-		char want[160];
+		char want[256];
 
 		run_until(&x[i].done, 1, 5000);
-		snprintf(want, sizeof want, "POST:-:%s", paths[i]);
+		snprintf(want, sizeof want, "POST:-:%.127s", paths[i]);
 		good += x[i].done == 1 && x[i].status == 200 &&
 		    strcmp(x[i].body, want) == 0;
 		total += x[i].done;
@@ -663,12 +666,13 @@ main(void)
 	tcp = evhttp_new(base);
 	evhttp_set_gencb(tcp, srv_handle, NULL);
 	evhttp_set_bevcb(tcp, srv_on_conn, &tcp_conns);
-	evhttp_set_allowed_methods(tcp, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+	evhttp_set_allowed_methods(tcp,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+		EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
 	if ((bs = evhttp_bind_socket_with_handle(tcp, "127.0.0.1", 0)) == NULL)
 		tap_skip_all("cannot bind 127.0.0.1");
-	getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sin,
-	    &len);
+	getsockname(
+	    evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sin, &len);
 	snprintf(url_base, sizeof url_base, "http://127.0.0.1:%d",
 	    ntohs(sin.sin_port));
 
@@ -680,14 +684,14 @@ main(void)
 	unlink(sock_path);
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
-	strncpy(sun.sun_path, sock_path, sizeof sun.sun_path - 1);
+	memcpy(sun.sun_path, sock_path, strlen(sock_path) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1 ||
 	    listen(fd, 64) == -1)
 		tap_skip_all("cannot listen on %s", sock_path);
 	evutil_make_socket_nonblocking(fd);
-	lev = evconnlistener_new(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, 0,
-	    fd);
+	lev =
+	    evconnlistener_new(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, 0, fd);
 	evhttp_bind_listener(ux, lev);
 
 	hc = hc_new(base, 4);

@@ -8,6 +8,7 @@
 
 #include <event2/event.h>
 
+#include "port.h"
 #include "sandbox.h"
 #include "store.h"
 #include "tap.h"
@@ -77,10 +78,15 @@ main(void)
 {
 	struct sbx *s;
 	size_t i;
-	int p1, p2;
+	int p1, p2, lo;
 
+	/* Two adjacent ports nobody holds, outside the ephemeral range. */
+	for (lo = 21000; lo < 32000; lo += 2)
+		if (port_probe("127.0.0.1", lo) &&
+		    port_probe("127.0.0.1", lo + 1))
+			break;
 	base = event_base_new();
-	st = store_mem_new(base, 41000, 41002);
+	st = store_mem_new(base, lo, lo + 2);
 
 	is_int(run((struct store_req){ .op = STORE_GET, .name = "x" }), 1,
 	    "reply comes once, from the loop, not inside store_run");
@@ -152,7 +158,7 @@ main(void)
 	run((struct store_req){ .op = STORE_PORT_LEASE, .name = "b",
 	    .ip = "127.0.0.1" });
 	p2 = (int)got.value;
-	ok(p1 >= 41000 && p2 >= 41000 && p1 != p2, "two distinct ports");
+	ok(p1 >= lo && p2 >= lo && p1 != p2, "two distinct ports");
 	run((struct store_req){ .op = STORE_PORT_LEASE, .name = "c",
 	    .ip = "127.0.0.1" });
 	is_int(got.err, STORE_EFULL, "a full range is EFULL");
