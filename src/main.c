@@ -338,6 +338,7 @@ main(int argc, char *argv[])
 				    "level: %s\n",
 				    optarg);
 				main_usage(stderr);
+				free(exts);
 				return 1;
 			}
 			break;
@@ -347,12 +348,15 @@ main(int argc, char *argv[])
 		case 'V':
 			printf("runtime-sandbox-server (sandpool) %s\n",
 			    PACKAGE_VERSION);
+			free(exts);
 			return 0;
 		case 'h':
 			main_usage(stdout);
+			free(exts);
 			return 0;
 		default:
 			main_usage(stderr);
+			free(exts);
 			return 1;
 		}
 	}
@@ -362,6 +366,7 @@ main(int argc, char *argv[])
 		    "%s\n",
 		    argv[optind]);
 		main_usage(stderr);
+		free(exts);
 		return 1;
 	}
 	args.extensions = exts;
