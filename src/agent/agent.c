@@ -1,11 +1,12 @@
 /*
  * agent: sandpool-agent's main program, the in-container runtime (spec
- * section 6). Serves the runtime API with evhttp on TCP
+ * section 6). Serves the runtime API with ahttp on TCP
  * 0.0.0.0:$SANDPOOL_AGENT_PORT and on the unix socket
- * $SANDPOOL_AGENT_SOCKET, checks the bearer token on every request, routes,
- * and answers each request exactly once through agent_reply(). Runs as
- * PID 1: signals end it cleanly and shell.c reaps every child. Owns the
- * event base, the HTTP server, the listeners and the pending requests.
+ * $SANDPOOL_AGENT_SOCKET, checks the bearer token on every request, routes
+ * (the route table is here, the routes in their modules), and keeps the
+ * requests that wait for an asynchronous answer. Runs as PID 1: signals end
+ * it cleanly and child.c reaps every child. Owns the event base, the HTTP
+ * server, the listeners and the pending requests.
  */
 #ifdef HAVE_CONFIG_H
 #include "autoconfig.h" /* PACKAGE_VERSION */
@@ -31,7 +32,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
@@ -40,23 +40,31 @@
 #endif
 
 #include "agent.h"
+#include "ahttp.h"
+#include "child.h"
 #include "json.h"
 #include "log.h"
+#include "mcp.h"
+#include "python.h"
+#include "result.h"
+#include "shell.h"
+#include "watcher.h"
+#include "wspace.h"
 #include "xmalloc.h"
 
-/* A request waiting for a command to finish. */
-struct agent_req {
-	TAILQ_ENTRY(agent_req) entry;
-	struct evhttp_request *req;
-	struct evhttp_connection *evcon;
-	struct shell_cmd *cmd;
+/* A request waiting for an asynchronous operation. */
+struct agent_pending {
+	TAILQ_ENTRY(agent_pending) entry;
+	struct ahttp_req *req;
+	agent_cancel_fn cancel;
+	void *op;
 };
 
-TAILQ_HEAD(agent_reqs, agent_req);
+TAILQ_HEAD(agent_pendings, agent_pending);
 
 static struct {
 	struct event_base *base;
-	struct evhttp *http;
+	struct ahttp *http;
 	struct event *sigterm, *sigint;
 	char *token; /* NULL: refuse everything */
 	size_t token_len;
@@ -65,43 +73,69 @@ static struct {
 	int socket_bound;
 	char *workdir;
 	size_t max_output;
-	struct agent_reqs reqs;
+	char *python;
+	int ipython;
+	int mcp_filesystem;
+	int force_walk;
+	struct agent_pendings pendings;
 	int stopping;
 } agent;
 
-typedef void (*agent_route_cb)(struct evhttp_request *);
+/* How a route takes its body. */
+enum agent_body {
+	AGENT_BODY_NONE,     /* none (one sent is read and dropped) */
+	AGENT_BODY_JSON,     /* a JSON object, parsed before the route runs */
+	AGENT_BODY_JSON_OPT, /* the same, and an empty body means {} */
+	AGENT_BODY_STREAM    /* the route streams it itself */
+};
 
-static void agent_healthz(struct evhttp_request *);
-static void agent_run_shell(struct evhttp_request *);
-static void agent_run_ipython(struct evhttp_request *);
-static void agent_list_tools(struct evhttp_request *);
-static void agent_call_tool(struct evhttp_request *);
+typedef void (*agent_route_cb)(struct ahttp_req *, yajl_val);
+
+static void agent_healthz(struct ahttp_req *, yajl_val);
+static void agent_run_shell(struct ahttp_req *, yajl_val);
 
 /* clang-format off */
 static const struct agent_route {
 	const char		*path;
-	enum evhttp_cmd_type	 method;
-	const char		*allow;
+	enum ahttp_method	 method;
+	const char		*method_name;
+	enum agent_body		 body;
 	agent_route_cb		 cb;
 } agent_routes[] = {
-	{ "/healthz",			EVHTTP_REQ_GET,  "GET",  agent_healthz },
-	{ "/tools/run_shell_command",	EVHTTP_REQ_POST, "POST", agent_run_shell },
-	{ "/tools/run_ipython_cell",	EVHTTP_REQ_POST, "POST", agent_run_ipython },
-	{ "/mcp/list_tools",		EVHTTP_REQ_GET,  "GET",  agent_list_tools },
-	{ "/mcp/call_tool",		EVHTTP_REQ_POST, "POST", agent_call_tool },
-};
-
-/* Reason phrases for the statuses the agent sends itself. */
-static const struct {
-	int		 code;
-	const char	*reason;
-} agent_reasons[] = {
-	{ 200, "OK" },
-	{ 403, "Forbidden" },
-	{ 404, "Not Found" },
-	{ 405, "Method Not Allowed" },
-	{ 422, "Unprocessable Entity" },
-	{ 500, "Internal Server Error" },
+	{ "/healthz",			AHTTP_GET,    "GET",    AGENT_BODY_NONE,
+	  agent_healthz },
+	{ "/tools/run_shell_command",	AHTTP_POST,   "POST",   AGENT_BODY_JSON,
+	  agent_run_shell },
+	{ "/tools/run_ipython_cell",	AHTTP_POST,   "POST",   AGENT_BODY_JSON,
+	  python_route_cell },
+	{ "/mcp/list_tools",		AHTTP_GET,    "GET",    AGENT_BODY_NONE,
+	  mcp_route_list_tools },
+	{ "/mcp/call_tool",		AHTTP_POST,   "POST",   AGENT_BODY_JSON,
+	  mcp_route_call_tool },
+	{ "/mcp/add_servers",		AHTTP_POST,   "POST",   AGENT_BODY_JSON,
+	  mcp_route_add_servers },
+	{ "/watcher/commit_changes",	AHTTP_POST,   "POST",   AGENT_BODY_JSON_OPT,
+	  watcher_route_commit },
+	{ "/watcher/generate_diff",	AHTTP_POST,   "POST",   AGENT_BODY_JSON,
+	  watcher_route_diff },
+	{ "/watcher/git_logs",		AHTTP_GET,    "GET",    AGENT_BODY_NONE,
+	  watcher_route_logs },
+	{ "/workspace/file",		AHTTP_GET,    "GET",    AGENT_BODY_NONE,
+	  ws_route_file_get },
+	{ "/workspace/file",		AHTTP_PUT,    "PUT",    AGENT_BODY_STREAM,
+	  ws_route_file_put },
+	{ "/workspace/files:batch",	AHTTP_POST,   "POST",   AGENT_BODY_STREAM,
+	  ws_route_batch },
+	{ "/workspace/list",		AHTTP_GET,    "GET",    AGENT_BODY_NONE,
+	  ws_route_list },
+	{ "/workspace/exists",		AHTTP_GET,    "GET",    AGENT_BODY_NONE,
+	  ws_route_exists },
+	{ "/workspace/entry",		AHTTP_DELETE, "DELETE", AGENT_BODY_NONE,
+	  ws_route_delete },
+	{ "/workspace/move",		AHTTP_POST,   "POST",   AGENT_BODY_JSON,
+	  ws_route_move },
+	{ "/workspace/mkdir",		AHTTP_POST,   "POST",   AGENT_BODY_JSON,
+	  ws_route_mkdir },
 };
 /* clang-format on */
 
@@ -116,85 +150,168 @@ agent_usage(FILE *f)
 	    "\n"
 	    "The sandpool runtime inside a sandbox container. Configured by\n"
 	    "the environment:\n"
-	    "  SECRET_TOKEN               bearer token (required; unset or "
+	    "  SECRET_TOKEN                  bearer token (required; unset or "
 	    "empty refuses all)\n"
-	    "  SANDPOOL_AGENT_PORT        TCP port on 0.0.0.0 (default %d; 0 "
+	    "  SANDPOOL_AGENT_PORT           TCP port on 0.0.0.0 (default %d; "
+	    "0 disables)\n"
+	    "  SANDPOOL_AGENT_SOCKET         unix socket (default %s; empty "
 	    "disables)\n"
-	    "  SANDPOOL_AGENT_SOCKET      unix socket (default %s; empty "
-	    "disables)\n"
-	    "  SANDPOOL_AGENT_WORKDIR     directory commands run in (default "
-	    "%s)\n"
-	    "  SANDPOOL_AGENT_MAX_OUTPUT  bytes kept per output stream "
+	    "  SANDPOOL_AGENT_WORKDIR        the workspace (default %s)\n"
+	    "  SANDPOOL_AGENT_MAX_OUTPUT     bytes kept per output stream "
 	    "(default %d)\n"
-	    "  SANDPOOL_AGENT_LOG_LEVEL   DEBUG, INFO, WARNING, ERROR "
+	    "  SANDPOOL_AGENT_PYTHON         interpreter of run_ipython_cell "
+	    "(default python3)\n"
+	    "  SANDPOOL_AGENT_IPYTHON        0: never use IPython (default "
+	    "1)\n"
+	    "  SANDPOOL_AGENT_MCP_FILESYSTEM 1: serve the filesystem MCP "
+	    "tools (default 0)\n"
+	    "  SANDPOOL_AGENT_LOG_LEVEL      DEBUG, INFO, WARNING, ERROR "
 	    "(default INFO)\n",
 	    AGENT_DEFAULT_PORT, AGENT_DEFAULT_SOCKET, AGENT_DEFAULT_WORKDIR,
 	    AGENT_DEFAULT_MAX_OUTPUT);
 }
 
-/* Names a method for the log. */
-static const char *
-agent_method_name(enum evhttp_cmd_type m)
+/* The workspace directory. */
+const char *
+agent_workdir(void)
 {
-	switch (m) {
-	case EVHTTP_REQ_GET:
-		return "GET";
-	case EVHTTP_REQ_POST:
-		return "POST";
-	case EVHTTP_REQ_HEAD:
-		return "HEAD";
-	case EVHTTP_REQ_PUT:
-		return "PUT";
-	case EVHTTP_REQ_DELETE:
-		return "DELETE";
-	case EVHTTP_REQ_PATCH:
-		return "PATCH";
-	default:
-		return "other";
-	}
+	return agent.workdir;
 }
 
-/* Answers a request: the one place that sends a reply. */
-static void
-agent_reply(struct evhttp_request *req, int code, const char *ctype,
+/* Bytes kept per output stream. */
+size_t
+agent_max_output(void)
+{
+	return agent.max_output;
+}
+
+/* Answers a request: the one place that sends a complete reply. */
+void
+agent_reply(struct ahttp_req *req, int code, const char *ctype,
     const char *body, size_t len)
 {
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	const char *reason = NULL;
-	struct evbuffer *buf;
-	size_t i;
-
-	for (i = 0; i < nitems(agent_reasons); i++)
-		if (agent_reasons[i].code == code)
-			reason = agent_reasons[i].reason;
-	if (ctype != NULL)
-		evhttp_add_header(h, "Content-Type", ctype);
-	if ((buf = evbuffer_new()) == NULL)
-		fatalx("agent: out of memory");
-	evbuffer_add(buf, body, len);
-	log_debug("agent: %s %s -> %d",
-	    agent_method_name(evhttp_request_get_command(req)),
-	    evhttp_request_get_uri(req), code);
-	evhttp_send_reply(req, code, reason, buf);
-	evbuffer_free(buf);
+	log_debug("agent: %s %s -> %d", ahttp_req_method_name(req),
+	    ahttp_req_target(req), code);
+	ahttp_reply(req, code, ctype, body, len);
 }
 
 /* Answers with a JSON body, which this function frees. */
-static void
-agent_reply_json(struct evhttp_request *req, int code, char *json, size_t len)
+void
+agent_reply_json(struct ahttp_req *req, int code, char *json, size_t len)
 {
 	agent_reply(req, code, "application/json", json, len);
 	free(json);
 }
 
 /* Answers {"detail": msg}. */
-static void
-agent_reply_detail(struct evhttp_request *req, int code, const char *msg)
+void
+agent_reply_detail(struct ahttp_req *req, int code, const char *msg)
 {
 	size_t len;
 	char *json = json_detail(msg, &len);
 
 	agent_reply_json(req, code, json, len);
+}
+
+/* The decoded value of a query parameter. */
+char *
+agent_query(struct ahttp_req *req, const char *name)
+{
+	const char *q = ahttp_req_query(req), *v;
+	struct evkeyvalq kv;
+	char *out = NULL;
+
+	if (q == NULL)
+		return NULL;
+	TAILQ_INIT(&kv);
+	if (evhttp_parse_query_str(q, &kv) == 0 &&
+	    (v = evhttp_find_header(&kv, name)) != NULL)
+		out = xstrdup(v);
+	evhttp_clear_headers(&kv);
+	return out;
+}
+
+/* The client went away: cancel the operation and forget the request. */
+static void
+agent_pending_on_close(struct ahttp_req *req, void *arg)
+{
+	struct agent_pending *p = arg;
+
+	log_debug("agent: %s %s: client gone before the answer",
+	    ahttp_req_method_name(req), ahttp_req_target(req));
+	if (p->cancel != NULL)
+		p->cancel(p->op);
+	TAILQ_REMOVE(&agent.pendings, p, entry);
+	free(p);
+}
+
+/* Makes a pending record for req. */
+struct agent_pending *
+agent_pending_new(struct ahttp_req *req)
+{
+	struct agent_pending *p;
+
+	p = xcalloc(1, sizeof *p);
+	p->req = req;
+	TAILQ_INSERT_TAIL(&agent.pendings, p, entry);
+	ahttp_req_set_close_cb(req, agent_pending_on_close, p);
+	return p;
+}
+
+/* Names the operation behind a pending record. */
+void
+agent_pending_set(struct agent_pending *p, agent_cancel_fn cancel, void *op)
+{
+	p->cancel = cancel;
+	p->op = op;
+}
+
+/* Frees a pending record without answering. */
+void
+agent_pending_drop(struct agent_pending *p)
+{
+	if (p == NULL)
+		return;
+	ahttp_req_set_close_cb(p->req, NULL, NULL);
+	TAILQ_REMOVE(&agent.pendings, p, entry);
+	free(p);
+}
+
+/* The request of a pending record. */
+struct ahttp_req *
+agent_pending_req(struct agent_pending *p)
+{
+	return p->req;
+}
+
+/* Answers a pending request and frees the record. */
+void
+agent_pending_reply(struct agent_pending *p, int code, const char *ctype,
+    const char *body, size_t len)
+{
+	struct ahttp_req *req = p->req;
+
+	agent_pending_drop(p);
+	agent_reply(req, code, ctype, body, len);
+}
+
+/* Answers a pending request with JSON (freed here). */
+void
+agent_pending_reply_json(
+    struct agent_pending *p, int code, char *json, size_t len)
+{
+	agent_pending_reply(p, code, "application/json", json, len);
+	free(json);
+}
+
+/* Answers a pending request with {"detail": msg}. */
+void
+agent_pending_detail(struct agent_pending *p, int code, const char *msg)
+{
+	size_t len;
+	char *json = json_detail(msg, &len);
+
+	agent_pending_reply_json(p, code, json, len);
 }
 
 /*
@@ -216,13 +333,12 @@ agent_token_equal(const char *offer, size_t len)
 
 /* Checks the Authorization header (spec 6.2); answers 403 and returns -1. */
 static int
-agent_auth(struct evhttp_request *req)
+agent_auth(struct ahttp_req *req)
 {
 	static const char scheme[] = "Bearer ";
 	const char *h;
 
-	h = evhttp_find_header(
-	    evhttp_request_get_input_headers(req), "Authorization");
+	h = ahttp_req_header(req, "Authorization");
 	if (h == NULL || strncmp(h, scheme, sizeof scheme - 1) != 0) {
 		agent_reply_detail(
 		    req, 403, "Missing or invalid authorization header");
@@ -236,157 +352,42 @@ agent_auth(struct evhttp_request *req)
 	return 0;
 }
 
-/* Parses a request body as a JSON object; answers 422 and NULL if not. */
-static yajl_val
-agent_body_object(struct evhttp_request *req)
-{
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in);
-	const char *p;
-	char *cause;
-	yajl_val v;
-
-	p = len > 0 ? (const char *)evbuffer_pullup(in, -1) : "";
-	if ((v = json_parse(p, len, &cause)) == NULL) {
-		agent_reply_detail(req, 422, cause);
-		free(cause);
-		return NULL;
-	}
-	if (!YAJL_IS_OBJECT(v)) {
-		agent_reply_detail(
-		    req, 422, "request body must be a JSON object");
-		yajl_tree_free(v);
-		return NULL;
-	}
-	return v;
-}
-
 /* GET /healthz: 200 "OK" without a content type, as upstream. */
 static void
-agent_healthz(struct evhttp_request *req)
+agent_healthz(struct ahttp_req *req, yajl_val body)
 {
 	agent_reply(req, 200, NULL, "OK", 2);
-}
-
-/* GET /mcp/list_tools: no MCP servers yet. */
-static void
-agent_list_tools(struct evhttp_request *req)
-{
-	agent_reply(req, 200, "application/json", "{}", 2);
-}
-
-/* POST /mcp/call_tool: no MCP servers yet, so every tool is unknown. */
-static void
-agent_call_tool(struct evhttp_request *req)
-{
-	const char *name;
-	yajl_val body;
-	char *msg;
-
-	if ((body = agent_body_object(req)) == NULL)
-		return;
-	if ((name = json_get_str(body, "tool_name")) == NULL) {
-		agent_reply_detail(req, 422,
-		    "field 'tool_name' is required and must be a string");
-		yajl_tree_free(body);
-		return;
-	}
-	xasprintf(&msg, "Tool '%s' not found.", name);
-	agent_reply_detail(req, 500, msg);
-	free(msg);
-	yajl_tree_free(body);
-}
-
-/* POST /tools/run_ipython_cell: not implemented yet. */
-static void
-agent_run_ipython(struct evhttp_request *req)
-{
-	agent_reply_detail(req, 500, "run_ipython_cell is not available yet");
-}
-
-/* Emits one text item of a CallToolResult. */
-static void
-agent_gen_item(yajl_gen g, const char *text, size_t len, const char *desc)
-{
-	yajl_gen_map_open(g);
-	json_gen_str(g, "type");
-	json_gen_str(g, "text");
-	json_gen_str(g, "text");
-	json_gen_strn(g, text, len);
-	json_gen_str(g, "annotations");
-	json_gen_null(g);
-	json_gen_str(g, "description");
-	json_gen_str(g, desc);
-	yajl_gen_map_close(g);
-}
-
-/* Frees a pending request's record (not the evhttp request). */
-static void
-agent_req_free(struct agent_req *ar)
-{
-	if (ar == NULL)
-		return;
-	if (ar->evcon != NULL)
-		evhttp_connection_set_closecb(ar->evcon, NULL, NULL);
-	TAILQ_REMOVE(&agent.reqs, ar, entry);
-	free(ar);
 }
 
 /* A command finished: answer with the CallToolResult of spec 6.4. */
 static void
 agent_on_shell_done(const struct shell_result *r, void *arg)
 {
-	struct agent_req *ar = arg;
-	struct evhttp_request *req = ar->req;
+	struct agent_pending *p = arg;
 	char rc[16];
 	yajl_gen g;
 	char *json;
 	size_t len;
 
-	agent_req_free(ar);
 	snprintf(rc, sizeof rc, "%d", r->returncode);
-	g = json_gen_new();
-	yajl_gen_map_open(g);
-	json_gen_str(g, "meta");
-	json_gen_null(g);
-	json_gen_str(g, "content");
-	yajl_gen_array_open(g);
-	agent_gen_item(g, r->out, r->out_len, "stdout");
+	g = result_open();
+	result_text(g, r->out, r->out_len, "stdout");
 	if (r->err_len > 0)
-		agent_gen_item(g, r->err, r->err_len, "stderr");
-	agent_gen_item(g, rc, strlen(rc), "returncode");
-	yajl_gen_array_close(g);
-	json_gen_str(g, "isError");
-	json_gen_bool(g, r->err_len > 0);
-	yajl_gen_map_close(g);
-	json = json_gen_done(g, &len);
-	agent_reply_json(req, 200, json, len);
+		result_text(g, r->err, r->err_len, "stderr");
+	result_text(g, rc, strlen(rc), "returncode");
+	json = result_close(g, r->err_len > 0, &len);
+	agent_pending_reply_json(p, 200, json, len);
 }
 
-/*
- * The connection of a request whose command runs is going away. The
- * command runs on (as upstream) and its answer is dropped. If evhttp
- * detached the request from the connection (a client EOF or timeout), the
- * request is ours to free; if the request is still on it, evhttp frees it
- * with the connection. (libevent 2.1 does not watch a connection while
- * its request is being handled, so a client that gives up is usually
- * noticed only when the answer cannot be written; both paths are safe.)
- */
+/* Cancels a command whose client went away: it runs on (as upstream). */
 static void
-agent_on_close(struct evhttp_connection *evcon, void *arg)
+agent_shell_cancel(void *op)
 {
-	struct agent_req *ar = arg;
-	struct evhttp_request *req = ar->req;
-
-	shell_cancel(ar->cmd);
-	ar->evcon = NULL;
-	agent_req_free(ar);
-	if (evhttp_request_get_connection(req) == NULL)
-		evhttp_request_free(req);
+	shell_cancel(op);
 }
 
 /* Reads the optional "timeout" member: 0 (none), seconds, or -1 if bad. */
-static double
+double
 agent_get_timeout(yajl_val body)
 {
 	yajl_val v = json_get(body, "timeout");
@@ -407,75 +408,109 @@ agent_get_timeout(yajl_val body)
 
 /* POST /tools/run_shell_command {"command": str, "timeout": seconds}. */
 static void
-agent_run_shell(struct evhttp_request *req)
+agent_run_shell(struct ahttp_req *req, yajl_val body)
 {
-	struct agent_req *ar;
+	struct agent_pending *p;
+	struct shell_cmd *cmd;
 	const char *command;
-	yajl_val body;
 	double timeout;
 	char *cause, *msg;
 
-	if ((body = agent_body_object(req)) == NULL)
-		return;
 	if ((command = json_get_str(body, "command")) == NULL) {
 		agent_reply_detail(req, 422,
 		    "field 'command' is required and must be a string");
-		goto out;
+		return;
 	}
 	if ((timeout = agent_get_timeout(body)) < 0) {
 		agent_reply_detail(req, 422,
 		    "field 'timeout' must be a positive number of seconds");
-		goto out;
+		return;
 	}
-	ar = xcalloc(1, sizeof *ar);
-	ar->req = req;
-	ar->cmd = shell_run(command, timeout, agent_on_shell_done, ar, &cause);
-	if (ar->cmd == NULL) {
+	p = agent_pending_new(req);
+	cmd = shell_run(command, timeout, agent_on_shell_done, p, &cause);
+	if (cmd == NULL) {
+		agent_pending_drop(p);
 		log_warnx("agent: cannot run a command: %s", cause);
 		xasprintf(&msg, "cannot run the command: %s", cause);
 		agent_reply_detail(req, 500, msg);
 		free(msg);
 		free(cause);
-		free(ar);
-		goto out;
+		return;
 	}
-	TAILQ_INSERT_TAIL(&agent.reqs, ar, entry);
-	ar->evcon = evhttp_request_get_connection(req);
-	if (ar->evcon != NULL)
-		evhttp_connection_set_closecb(ar->evcon, agent_on_close, ar);
-out:
-	yajl_tree_free(body);
+	agent_pending_set(p, agent_shell_cancel, cmd);
 }
 
-/* Every request: authenticate, strip /fastapi, route. */
+/* A JSON body has been read: parse it and run the route. */
 static void
-agent_on_request(struct evhttp_request *req, void *arg)
+agent_on_body(struct ahttp_req *req, int error, void *arg)
 {
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	enum evhttp_cmd_type method = evhttp_request_get_command(req);
-	const char *path = NULL, *allow = NULL;
+	const struct agent_route *r = arg;
+	const char *text;
+	char *cause;
+	size_t len;
+	yajl_val v;
+
+	if (error != 0)
+		return; /* answered by ahttp, or the client is gone */
+	text = ahttp_req_body(req, &len);
+	if (len == 0 && r->body == AGENT_BODY_JSON_OPT)
+		text = "{}", len = 2;
+	if ((v = json_parse(text, len, &cause)) == NULL) {
+		agent_reply_detail(req, 422, cause);
+		free(cause);
+		return;
+	}
+	if (!YAJL_IS_OBJECT(v)) {
+		agent_reply_detail(
+		    req, 422, "request body must be a JSON object");
+		yajl_tree_free(v);
+		return;
+	}
+	r->cb(req, v);
+	yajl_tree_free(v);
+}
+
+/* Every request head: authenticate, strip /fastapi, route. */
+static void
+agent_on_request(struct ahttp_req *req, void *arg)
+{
+	enum ahttp_method method = ahttp_req_method(req);
+	const struct agent_route *r;
+	const char *path;
+	char allow[64] = "";
 	size_t i;
 
 	if (agent_auth(req) == -1)
 		return;
-	if (uri != NULL)
-		path = evhttp_uri_get_path(uri);
-	if (path == NULL || *path == '\0')
-		path = "/";
+	path = ahttp_req_path(req);
 	if (strncmp(path, "/fastapi/", 9) == 0)
 		path += 8;
 	for (i = 0; i < nitems(agent_routes); i++) {
-		if (strcmp(path, agent_routes[i].path) != 0)
+		r = &agent_routes[i];
+		if (strcmp(path, r->path) != 0)
 			continue;
-		if (agent_routes[i].method == method) {
-			agent_routes[i].cb(req);
-			return;
+		if (r->method != method) {
+			size_t n = strlen(allow);
+
+			snprintf(allow + n, sizeof allow - n, "%s%s",
+			    n > 0 ? ", " : "", r->method_name);
+			continue;
 		}
-		allow = agent_routes[i].allow;
+		switch (r->body) {
+		case AGENT_BODY_JSON:
+		case AGENT_BODY_JSON_OPT:
+			ahttp_req_read_body(
+			    req, AGENT_MAX_BODY, agent_on_body, (void *)r);
+			break;
+		case AGENT_BODY_NONE:
+		case AGENT_BODY_STREAM:
+			r->cb(req, NULL);
+			break;
+		}
+		return;
 	}
-	if (allow != NULL) {
-		evhttp_add_header(
-		    evhttp_request_get_output_headers(req), "Allow", allow);
+	if (allow[0] != '\0') {
+		ahttp_reply_header(req, "Allow", allow);
 		agent_reply_detail(req, 405, "Method Not Allowed");
 		return;
 	}
@@ -549,7 +584,7 @@ agent_listen_unix(const char *path)
 	}
 	umask(old);
 	if (chmod(path, 0600) == -1 || listen(fd, 128) == -1 ||
-	    evhttp_accept_socket_with_handle(agent.http, fd) == NULL) {
+	    ahttp_listen_fd(agent.http, fd) == -1) {
 		log_warn("agent: socket %s: listen", path);
 		close(fd);
 		unlink(path);
@@ -560,9 +595,9 @@ agent_listen_unix(const char *path)
 }
 
 /*
- * Listens on TCP 0.0.0.0:port. The socket is made here rather than by
- * evhttp_bind_socket(), which would go through getaddrinfo(3): a static
- * binary must not need the image's NSS libraries. 0 or -1.
+ * Listens on TCP 0.0.0.0:port. The socket is made here, without
+ * getaddrinfo(3): a static binary must not need the image's NSS
+ * libraries. 0 or -1.
  */
 static int
 agent_listen_tcp(int port)
@@ -586,7 +621,7 @@ agent_listen_tcp(int port)
 		close(fd);
 		return -1;
 	}
-	if (evhttp_accept_socket_with_handle(agent.http, fd) == NULL) {
+	if (ahttp_listen_fd(agent.http, fd) == -1) {
 		log_warnx("agent: 0.0.0.0:%d: cannot accept", port);
 		close(fd);
 		return -1;
@@ -660,6 +695,14 @@ agent_configure(void)
 	    xstrdup(s != NULL && *s != '\0' ? s : AGENT_DEFAULT_WORKDIR);
 	agent.max_output = (size_t)agent_env_num("SANDPOOL_AGENT_MAX_OUTPUT",
 	    AGENT_DEFAULT_MAX_OUTPUT, 1, 1024LL * 1024 * 1024);
+	s = getenv("SANDPOOL_AGENT_PYTHON");
+	agent.python = xstrdup(s != NULL && *s != '\0' ? s : "python3");
+	agent.ipython = (int)agent_env_num("SANDPOOL_AGENT_IPYTHON", 1, 0, 1);
+	agent.mcp_filesystem =
+	    (int)agent_env_num("SANDPOOL_AGENT_MCP_FILESYSTEM", 0, 0, 1);
+	/* For tests: resolve paths without openat2. */
+	agent.force_walk =
+	    (int)agent_env_num("SANDPOOL_AGENT_NO_OPENAT2", 0, 0, 1);
 }
 
 /* Creates the HTTP server and its listeners; -1 if none listens. */
@@ -668,18 +711,7 @@ agent_serve(void)
 {
 	int listening = 0;
 
-	if ((agent.http = evhttp_new(agent.base)) == NULL)
-		fatalx("agent: cannot create the HTTP server");
-	evhttp_set_max_body_size(agent.http, AGENT_MAX_BODY);
-	evhttp_set_max_headers_size(agent.http, AGENT_MAX_HEADERS);
-	evhttp_set_timeout(agent.http, AGENT_IDLE_TIMEOUT);
-	evhttp_set_default_content_type(agent.http, NULL);
-	/* Let every method through, so that a wrong one gets our 405. */
-	evhttp_set_allowed_methods(agent.http,
-	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-		EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-	evhttp_set_gencb(agent.http, agent_on_request, NULL);
+	agent.http = ahttp_new(agent.base, agent_on_request, NULL);
 	if (agent.port != 0 && agent_listen_tcp(agent.port) == 0)
 		listening++;
 	if (agent.socket_path != NULL &&
@@ -694,16 +726,21 @@ agent_serve(void)
 static void
 agent_cleanup(void)
 {
-	struct agent_req *ar;
+	struct agent_pending *p;
 
-	/* Requests still waiting get no answer; their commands are killed. */
-	while ((ar = TAILQ_FIRST(&agent.reqs)) != NULL) {
-		shell_cancel(ar->cmd);
-		agent_req_free(ar);
+	/* Requests still waiting get no answer; their operations stop. */
+	while ((p = TAILQ_FIRST(&agent.pendings)) != NULL) {
+		if (p->cancel != NULL)
+			p->cancel(p->op);
+		TAILQ_REMOVE(&agent.pendings, p, entry);
+		free(p);
 	}
+	ws_shutdown();
+	mcp_shutdown();
+	python_shutdown();
 	shell_shutdown();
-	if (agent.http != NULL)
-		evhttp_free(agent.http);
+	ahttp_free(agent.http);
+	child_shutdown();
 	if (agent.socket_bound)
 		unlink(agent.socket_path);
 	if (agent.sigint != NULL)
@@ -714,6 +751,7 @@ agent_cleanup(void)
 		event_base_free(agent.base);
 	free(agent.workdir);
 	free(agent.socket_path);
+	free(agent.python);
 	if (agent.token != NULL) {
 		memset(agent.token, 0, agent.token_len);
 		free(agent.token);
@@ -753,13 +791,19 @@ main(int argc, char **argv)
 	if (getpid() != 1)
 		prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	signal(SIGPIPE, SIG_IGN);
-	TAILQ_INIT(&agent.reqs);
+	TAILQ_INIT(&agent.pendings);
 	agent_configure();
 
 	if ((agent.base = event_base_new()) == NULL)
 		fatalx("agent: cannot create the event base");
-	if (shell_init(agent.base, agent.workdir, agent.max_output) == -1)
+	if (child_init(agent.base) == -1 ||
+	    shell_init(agent.base, agent.workdir, agent.max_output) == -1)
 		fatalx("agent: cannot set up child handling");
+	if (python_init(agent.base, agent.workdir, agent.python, agent.ipython,
+		agent.max_output) == -1)
+		fatalx("agent: cannot set up the Python module");
+	ws_init(agent.workdir, agent.force_walk);
+	mcp_init(agent.base, agent.workdir, agent.mcp_filesystem);
 	agent.sigterm =
 	    evsignal_new(agent.base, SIGTERM, agent_on_signal, NULL);
 	agent.sigint = evsignal_new(agent.base, SIGINT, agent_on_signal, NULL);

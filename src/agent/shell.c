@@ -1,19 +1,13 @@
 /*
- * shell: the agent's children. Runs "/bin/sh -c <command>" in its own
- * process group with stdin on /dev/null, collects stdout and stderr
- * through non-blocking pipes (each capped), kills the group at the
- * deadline, and reaps every child on SIGCHLD, including orphans that the
- * agent inherits as PID 1 (or as a child subreaper when run elsewhere).
- * Owns every struct shell_cmd and the SIGCHLD event.
+ * shell: the agent's commands. Runs "/bin/sh -c <command>" (or a program
+ * with its arguments) through child.c in its own process group with stdin
+ * on /dev/null, collects stdout and stderr through non-blocking pipes
+ * (each capped), and kills the group at the deadline. Owns every struct
+ * shell_cmd.
  */
-#ifdef HAVE_CONFIG_H
-#include "autoconfig.h" /* PACKAGE_VERSION */
-#endif
-
 #include <sys/types.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -26,8 +20,9 @@
 
 #include <event2/event.h>
 
-#include "agent.h"
+#include "child.h"
 #include "log.h"
+#include "shell.h"
 #include "xmalloc.h"
 
 /*
@@ -75,7 +70,6 @@ TAILQ_HEAD(shell_cmds, shell_cmd);
 
 static struct {
 	struct event_base *base;
-	struct event *sigchld;
 	char *workdir;
 	size_t max_output;
 	struct shell_cmds cmds;
@@ -85,10 +79,10 @@ static struct {
 static void shell_on_readable(evutil_socket_t, short, void *);
 static void shell_on_deadline(evutil_socket_t, short, void *);
 static void shell_on_grace(evutil_socket_t, short, void *);
-static void shell_on_sigchld(evutil_socket_t, short, void *);
+static void shell_on_exit(pid_t, int, void *);
 static void shell_check(struct shell_cmd *);
 
-/* Sets up the module and the SIGCHLD handler. */
+/* Sets up the module. */
 int
 shell_init(struct event_base *base, const char *workdir, size_t max_output)
 {
@@ -104,11 +98,6 @@ shell_init(struct event_base *base, const char *workdir, size_t max_output)
 		    "shell: %s is not a directory: commands run in /", workdir);
 		shell.workdir = xstrdup("/");
 	}
-	shell.sigchld = evsignal_new(base, SIGCHLD, shell_on_sigchld, NULL);
-	if (shell.sigchld == NULL || evsignal_add(shell.sigchld, NULL) == -1) {
-		log_warnx("shell: cannot install the SIGCHLD handler");
-		return -1;
-	}
 	return 0;
 }
 
@@ -117,50 +106,6 @@ size_t
 shell_count(void)
 {
 	return shell.count;
-}
-
-/* Opens the child's stdin: /dev/null, or an empty pipe if there is none. */
-static int
-shell_open_stdin(void)
-{
-	int fd, p[2];
-
-	if ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) != -1)
-		return fd;
-	if (pipe2(p, O_CLOEXEC) == -1)
-		return -1;
-	close(p[1]);
-	return p[0];
-}
-
-/*
- * In the child, between fork and exec: only async-signal-safe calls.
- * Never returns.
- */
-static void __attribute__((__noreturn__))
-shell_child(const char *command, int in, int out, int err)
-{
-	static const char msg[] = "sandpool-agent: cannot run /bin/sh\n";
-	char *argv[] = {"sh", "-c", (char *)command, NULL};
-	extern char **environ;
-	sigset_t none;
-	int fd;
-
-	setpgid(0, 0);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	if (dup2(in, 0) == -1 || dup2(out, 1) == -1 || dup2(err, 2) == -1)
-		_exit(127);
-	/* Every descriptor of ours is close-on-exec; this is the backstop. */
-	if (syscall(SYS_close_range, 3U, ~0U, 0U) == -1)
-		for (fd = 3; fd < 1024; fd++)
-			close(fd);
-	if (chdir(shell.workdir) == -1)
-		(void)chdir("/");
-	execve("/bin/sh", argv, environ);
-	(void)write(2, msg, sizeof msg - 1);
-	_exit(127);
 }
 
 /* Prepares one output stream on the read end of a pipe. */
@@ -209,34 +154,34 @@ shell_free(struct shell_cmd *cmd)
 	free(cmd);
 }
 
-/* Starts a command; see agent.h. */
-struct shell_cmd *
-shell_run(const char *command, double timeout, shell_done_cb cb, void *arg,
-    char **cause)
+/* Starts a command described by spec (its pipes are filled in here). */
+static struct shell_cmd *
+shell_start(struct child_spec *spec, double timeout, shell_done_cb cb,
+    void *arg, char **cause)
 {
 	struct shell_cmd *cmd;
-	int in, out[2] = {-1, -1}, err[2] = {-1, -1};
+	int out[2] = {-1, -1}, err[2] = {-1, -1};
 	pid_t pid;
 
 	*cause = NULL;
-	if ((in = shell_open_stdin()) == -1 || pipe2(out, O_CLOEXEC) == -1 ||
-	    pipe2(err, O_CLOEXEC) == -1) {
+	if (pipe2(out, O_CLOEXEC) == -1 || pipe2(err, O_CLOEXEC) == -1) {
 		xasprintf(cause, "pipe: %s", strerror(errno));
 		goto fail;
 	}
-	if ((pid = fork()) == -1) {
-		xasprintf(cause, "fork: %s", strerror(errno));
+	cmd = xcalloc(1, sizeof *cmd);
+	spec->cwd = shell.workdir;
+	spec->fds[0] = -1;
+	spec->fds[1] = out[1];
+	spec->fds[2] = err[1];
+	spec->cb = shell_on_exit;
+	spec->arg = cmd;
+	if ((pid = child_spawn(spec, cause)) == -1) {
+		free(cmd);
 		goto fail;
 	}
-	if (pid == 0)
-		shell_child(command, in, out[1], err[1]);
-	/* Also here, so that a kill at the deadline cannot miss the group. */
-	setpgid(pid, pid);
-	close(in);
 	close(out[1]);
 	close(err[1]);
 
-	cmd = xcalloc(1, sizeof *cmd);
 	cmd->state = SHELL_RUNNING;
 	cmd->pid = pid;
 	cmd->timeout = timeout;
@@ -261,12 +206,9 @@ shell_run(const char *command, double timeout, shell_done_cb cb, void *arg,
 			fatalx("shell: pid=%ld: cannot arm the deadline",
 			    (long)pid);
 	}
-	log_debug("shell: pid=%ld: started", (long)pid);
 	return cmd;
 
 fail:
-	if (in != -1)
-		close(in);
 	if (out[0] != -1) {
 		close(out[0]);
 		close(out[1]);
@@ -276,6 +218,32 @@ fail:
 		close(err[1]);
 	}
 	return NULL;
+}
+
+/* Starts /bin/sh -c command; see shell.h. */
+struct shell_cmd *
+shell_run(const char *command, double timeout, shell_done_cb cb, void *arg,
+    char **cause)
+{
+	char *argv[] = {"sh", "-c", (char *)command, NULL};
+	struct child_spec spec;
+
+	memset(&spec, 0, sizeof spec);
+	spec.path = "/bin/sh";
+	spec.argv = argv;
+	return shell_start(&spec, timeout, cb, arg, cause);
+}
+
+/* Starts argv[0] with its arguments; see shell.h. */
+struct shell_cmd *
+shell_run_argv(char *const *argv, double timeout, shell_done_cb cb, void *arg,
+    char **cause)
+{
+	struct child_spec spec;
+
+	memset(&spec, 0, sizeof spec);
+	spec.argv = argv;
+	return shell_start(&spec, timeout, cb, arg, cause);
 }
 
 /* Forgets the callback; the command runs on. */
@@ -489,21 +457,12 @@ shell_check(struct shell_cmd *cmd)
 	}
 }
 
-/* Records a reaped child's status; orphans are only logged. */
+/* The command's shell was reaped: record its status and move on. */
 static void
-shell_reaped(pid_t pid, int status)
+shell_on_exit(pid_t pid, int status, void *arg)
 {
-	struct shell_cmd *cmd;
+	struct shell_cmd *cmd = arg;
 
-	TAILQ_FOREACH (cmd, &shell.cmds, entry) {
-		if (cmd->pid == pid && cmd->state == SHELL_RUNNING)
-			break;
-	}
-	if (cmd == NULL) {
-		log_debug("shell: pid=%ld: reaped an orphan", (long)pid);
-		return;
-	}
-	log_debug("shell: pid=%ld: exited (status 0x%x)", (long)pid, status);
 	cmd->status = status;
 	cmd->state = SHELL_EXITED;
 	if (cmd->deadline != NULL) {
@@ -511,25 +470,6 @@ shell_reaped(pid_t pid, int status)
 		cmd->deadline = NULL;
 	}
 	shell_check(cmd);
-}
-
-/* SIGCHLD: reap every child that has exited, ours or inherited. */
-static void
-shell_on_sigchld(evutil_socket_t sig, short what, void *arg)
-{
-	pid_t pid;
-	int status;
-
-	for (;;) {
-		pid = waitpid(-1, &status, WNOHANG);
-		if (pid > 0) {
-			shell_reaped(pid, status);
-			continue;
-		}
-		if (pid == -1 && errno == EINTR)
-			continue;
-		break;
-	}
 }
 
 /* Kills what still runs and frees every command without calling back. */
@@ -543,14 +483,10 @@ shell_shutdown(void)
 		if (kill(-cmd->pid, SIGKILL) == -1 &&
 		    cmd->state == SHELL_RUNNING)
 			kill(cmd->pid, SIGKILL);
+		if (cmd->state == SHELL_RUNNING)
+			child_forget(cmd->pid);
 		cmd->cb = NULL;
 		shell_free(cmd);
-	}
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
-	if (shell.sigchld != NULL) {
-		event_free(shell.sigchld);
-		shell.sigchld = NULL;
 	}
 	free(shell.workdir);
 	shell.workdir = NULL;

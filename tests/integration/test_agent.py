@@ -375,8 +375,9 @@ def tests(t, a):
     t.eq((st, body), (500, b'{"detail":"Tool \'foo\' not found."}'),
          "call_tool of an unknown tool: 500")
     st, body, _ = a.request("POST", "/fastapi/tools/run_ipython_cell",
-                            {"code": "1"})
-    t.eq(st, 500, "run_ipython_cell: 500 for now")
+                            {"code": "print(6 * 7)"})
+    t.eq((st, json.loads(body)["content"][0]["text"]), (200, "42\n"),
+         "run_ipython_cell: runs a cell")
 
     # Keep-alive: several requests on one connection.
     conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=10)
