@@ -69,6 +69,12 @@ static const struct sbtype_builtin {
 	  "Android emulator tools (async client)" },
 };
 
+/* The filesystem types: sandpool-agent serves the filesystem MCP tools. */
+static const char *const sbtype_filesystem_env[] = {
+	"SANDPOOL_AGENT_MCP_FILESYSTEM=1",
+	NULL
+};
+
 /* The bfcl type's environment with the default DATASET_SUB_TYPE. */
 static const char *const sbtype_bfcl_env[] = {
 	"OPENAI_API_KEY=",
@@ -208,8 +214,12 @@ sbtypes_new(const char *registry, const char *ns, const char *tag, int timeout)
 		t->supported = b->supported;
 		t->privileged = b->privileged;
 		t->shm_size = b->shm_size;
-		t->env = sbtype_strv_dup(
-		    strcmp(b->name, "bfcl") == 0 ? sbtype_bfcl_env : NULL);
+		if (strcmp(b->name, "bfcl") == 0)
+			t->env = sbtype_strv_dup(sbtype_bfcl_env);
+		else if (strncmp(b->name, "filesystem", 10) == 0)
+			t->env = sbtype_strv_dup(sbtype_filesystem_env);
+		else
+			t->env = sbtype_strv_dup(NULL);
 		TAILQ_INSERT_TAIL(&types->list, t, entry);
 	}
 	return types;
