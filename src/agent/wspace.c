@@ -178,6 +178,19 @@ ws_root(void)
 	return open(ws.workdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 }
 
+/* Is name in dirfd a symbolic link? (errno is kept) */
+static int
+ws_is_link(int dirfd, const char *name)
+{
+	struct stat st;
+	int saved = errno, r;
+
+	r = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode);
+	errno = saved;
+	return r;
+}
+
 /*
  * The fallback without openat2: walks rel one component at a time with
  * O_NOFOLLOW, so any symbolic link on the way is refused (ELOOP).
@@ -210,7 +223,7 @@ ws_open_walk(int root, const char *rel, int flags, mode_t mode)
 		if (next == NULL) {
 			fd = openat(
 			    cur, comp, flags | O_NOFOLLOW | O_CLOEXEC, mode);
-			if (fd == -1 && errno == ELOOP && (flags & O_PATH) == 0)
+			if (fd == -1 && ws_is_link(cur, comp))
 				errno = ELOOP;
 			/* O_PATH|O_NOFOLLOW opens a link itself: refuse it. */
 			if (fd != -1 && (flags & O_PATH)) {
@@ -232,12 +245,7 @@ ws_open_walk(int root, const char *rel, int flags, mode_t mode)
 		fd = openat(
 		    cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd == -1) {
-			struct stat st;
-
-			saved = errno;
-			if (fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-			    S_ISLNK(st.st_mode))
-				saved = ELOOP;
+			saved = ws_is_link(cur, comp) ? ELOOP : errno;
 			close(cur);
 			errno = saved;
 			goto fail;
