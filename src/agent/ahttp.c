@@ -559,6 +559,25 @@ ahttp_send_continue(struct ahttp_req *req)
 	    "HTTP/1.1 100 Continue\r\n\r\n");
 }
 
+/*
+ * A buffered body is over its limit: answer 413, tell the handler, and
+ * close the connection after the answer rather than read the rest.
+ */
+static void
+ahttp_too_large(struct ahttp_req *req)
+{
+	log_debug("ahttp: request body over %zu bytes: 413", req->max);
+	req->mode = AHTTP_BM_DISCARD;
+	req->closing = 1;
+	if (req->reply == AHTTP_RS_NONE)
+		ahttp_reply(req, 413, "application/json",
+		    "{\"detail\":\"request body too large\"}", 35);
+	if (!req->body_reported) {
+		req->body_reported = 1;
+		req->body_cb(req, 413, req->body_arg);
+	}
+}
+
 /* Hands n input bytes of the body to where the handler wants them. */
 static void
 ahttp_deliver(struct ahttp_req *req, size_t n)
@@ -571,19 +590,7 @@ ahttp_deliver(struct ahttp_req *req, size_t n)
 	switch (req->mode) {
 	case AHTTP_BM_BUFFER:
 		if (evbuffer_get_length(req->body) + n > req->max) {
-			log_debug("ahttp: request body over %zu bytes: 413",
-			    req->max);
-			req->mode = AHTTP_BM_DISCARD;
-			req->closing = 1;
-			if (req->reply == AHTTP_RS_NONE) {
-				ahttp_reply(req, 413, "application/json",
-				    "{\"detail\":\"request body too large\"}",
-				    35);
-			}
-			if (!req->body_reported) {
-				req->body_reported = 1;
-				req->body_cb(req, 413, req->body_arg);
-			}
+			ahttp_too_large(req);
 			evbuffer_drain(in, n);
 			return;
 		}
@@ -825,6 +832,11 @@ ahttp_process(struct ahttp_conn *conn)
 			/* No body at all: a claimed one is complete now. */
 			if (req->body_done)
 				ahttp_body_complete(req);
+			/* A body announced too large is refused unread. */
+			else if (req->mode == AHTTP_BM_BUFFER &&
+			    req->framing == AHTTP_BF_LENGTH &&
+			    req->left > req->max)
+				ahttp_too_large(req);
 			if (!req->body_done && req->expect_continue &&
 			    !req->continue_sent)
 				req->closing = 1; /* body may never come */

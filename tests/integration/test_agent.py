@@ -240,7 +240,7 @@ def run(t, binary, tmp):
         if a is None:
             return
         tests(t, a)
-        for group in (python_tests, workspace_tests, escape_tests,
+        for group in (http_tests, python_tests, workspace_tests, escape_tests,
                       multipart_tests, stream_tests, mcp_tests,
                       mcp_server_tests, watcher_tests, concurrency_tests):
             try:
@@ -485,6 +485,124 @@ def tests(t, a):
     zombies = [k for k in kids if k[1] == "Z"]
     t.eq(zombies, [], "no zombie children of the agent")
     t.check(a.proc.poll() is None, "agent still running")
+
+
+def raw(a, data, timeout=10, half_close=False):
+    """Sends raw bytes on a new connection; returns all bytes read until
+    the agent closes it or timeout passes."""
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=timeout)
+    try:
+        s.sendall(data)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        got = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            got += chunk
+        return got
+    finally:
+        s.close()
+
+
+def http_tests(t, a, binary, tmp):
+    """The agent's own HTTP layer (it does not use evhttp)."""
+    W = os.path.realpath(a.workdir)
+    auth = ("Authorization: Bearer %s\r\n" % TOKEN).encode()
+    # Pipelining, including a request queued behind a slow command (which
+    # made libevent's evhttp abort).
+    cmd = json.dumps({"command": "sleep 0.5; echo slow"}).encode()
+    got = raw(a, b"POST /tools/run_shell_command HTTP/1.1\r\nHost: x\r\n" +
+              auth + b"Content-Length: %d\r\n\r\n" % len(cmd) + cmd +
+              b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n" +
+              b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + auth +
+              b"Connection: close\r\n\r\n", timeout=10)
+    t.check(got.count(b"HTTP/1.1 200 OK") == 3 and
+            got.index(b"slow\\n") < got.rindex(b"\r\n\r\nOK") and
+            got.endswith(b"OK"),
+            "pipelined requests behind a slow command: answered in order",
+            got)
+    # HTTP/1.0 without keep-alive: answered and closed.
+    got = raw(a, b"GET /healthz HTTP/1.0\r\n" + auth + b"\r\n")
+    t.check(got.startswith(b"HTTP/1.1 200 OK\r\n") and
+            b"Connection: close" in got and got.endswith(b"\r\n\r\nOK"),
+            "HTTP/1.0: answered, then closed", got)
+    # HEAD gets no body.
+    got = raw(a, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n" + auth +
+              b"Connection: close\r\n\r\n")
+    t.check(got.startswith(b"HTTP/1.1 405") and got.endswith(b"\r\n\r\n"),
+            "HEAD: a 405 head without a body", got)
+    # Malformed requests.
+    got = raw(a, b"GARBAGE\r\n\r\n")
+    t.check(got.startswith(b"HTTP/1.1 400 "), "a bad request line: 400",
+            got)
+    got = raw(a, b"GET / HTTP/2.0\r\n\r\n")
+    t.check(got.startswith(b"HTTP/1.1 505 "), "HTTP/2.0 on HTTP/1: 505",
+            got)
+    got = raw(a, b"GET /healthz HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n")
+    t.check(got.startswith(b"HTTP/1.1 431 "), "a 70 KB header: 431", got)
+    got = raw(a, b"POST /tools/run_shell_command HTTP/1.1\r\n" + auth +
+              b"Transfer-Encoding: gzip\r\n\r\n")
+    t.check(got.startswith(b"HTTP/1.1 501 "),
+            "an unsupported transfer coding: 501", got)
+    # A JSON body sent chunked; one too large.
+    st, res = chunked_request(a, "POST", "/tools/run_shell_command",
+                              {"Content-Type": "application/json"},
+                              json.dumps({"command": "echo chunked"}).encode(),
+                              piece=3)
+    t.eq(items(res)[0].get("stdout") if st == 200 else st, "chunked\n",
+         "a chunked JSON body")
+    st, body, _ = a.request("POST", "/tools/run_shell_command",
+                            b"{" + b" " * (16 * 1024 * 1024) + b"}")
+    t.eq(st, 413, "a JSON body over 16 MiB: 413")
+    # Expect: 100-continue: sent when the route reads the body; a refused
+    # request gets its answer and the body is not needed.
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=10)
+    s.sendall(b"PUT /workspace/file?path=expect.txt HTTP/1.1\r\nHost: x\r\n"
+              + auth + b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    first = s.recv(100)
+    s.sendall(b"hello")
+    rest = b""
+    while b"mtime_ms" not in rest:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        rest += chunk
+    s.close()
+    t.check(first == b"HTTP/1.1 100 Continue\r\n\r\n" and
+            rest.startswith(b"HTTP/1.1 200 OK") and
+            open(W + "/expect.txt").read() == "hello",
+            "Expect: 100-continue, then the body", (first, rest))
+    got = raw(a, b"PUT /workspace/file?path=no.txt HTTP/1.1\r\nHost: x\r\n"
+              b"Authorization: Bearer wrong\r\nContent-Length: 5\r\n"
+              b"Expect: 100-continue\r\n\r\n")
+    t.check(got.startswith(b"HTTP/1.1 403 ") and b"100 Continue" not in got
+            and b"Connection: close" in got and
+            not os.path.exists(W + "/no.txt"),
+            "Expect: 100-continue refused: 403 without 100, closed", got)
+    # An upload cut short leaves nothing behind.
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=10)
+    s.sendall(b"PUT /workspace/file?path=cut.bin HTTP/1.1\r\nHost: x\r\n" +
+              auth + b"Content-Length: 10000000\r\n\r\n" + b"x" * 300000)
+    time.sleep(0.3)
+    s.close()
+    body = multipart(b"bb", [(b"files", b"cut2.bin", None, b"y" * 300000)])
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=10)
+    s.sendall(b"POST /workspace/files:batch HTTP/1.1\r\nHost: x\r\n" + auth +
+              b"Content-Type: multipart/form-data; boundary=bb\r\n"
+              b"Content-Length: %d\r\n\r\n" % (len(body) + 100) + body[:-20])
+    time.sleep(0.3)
+    s.close()
+    time.sleep(0.3)
+    left = [n for n in os.listdir(W) if "cut" in n or "sandpool" in n]
+    t.eq(left, [], "uploads cut short leave no file behind")
+    st, body, _ = a.request("GET", "/healthz")
+    t.eq(st, 200, "healthy after the cut uploads")
 
 
 def stdout_of(res):
@@ -973,7 +1091,11 @@ def multipart_tests(t, a, binary, tmp):
 
 
 def stream_tests(t, a, binary, tmp):
-    """100 MB up and down, the agent's memory bounded throughout."""
+    """100 MB up and down, the agent's memory bounded throughout (a fresh
+    agent, so that its high-water mark is the transfers')."""
+    a = start(t, binary, tmp, "stream")
+    if a is None:
+        return
     W = os.path.realpath(a.workdir)
     size = 100 * 1000 * 1000
     src = os.path.join(tmp, "big.bin")
