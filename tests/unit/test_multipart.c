@@ -381,6 +381,49 @@ test_large(void)
 	multipart_free(mp);
 }
 
+/*
+ * Random bodies built from delimiter fragments, CRLFs, header text and
+ * bytes: the parser must never fail to return, and a body it accepts must
+ * have begun and ended every part it reported.
+ */
+static void
+test_random(void)
+{
+	static const char *const bits[] = {"--rr", "\r\n", "--rr--", "\r\n--rr",
+	    "Content-Disposition: form-data; name=\"files\"",
+	    "; filename=\"a\"", "\r\n\r\n", "x", "-", "\r", "\n",
+	    "Content-Type: a/b", "name=paths", "\"", "\0"};
+	char body[512], *cause;
+	struct rec r;
+	size_t len, k, step;
+	int i, sane = 1, rc;
+
+	srandom(42);
+	for (i = 0; i < 20000; i++) {
+		len = 0;
+		while (len < sizeof body - 64) {
+			const char *b =
+			    bits[random() % (sizeof bits / sizeof *bits)];
+			size_t n = strlen(b) > 0 ? strlen(b) : 1;
+
+			if (random() % 8 == 0)
+				break;
+			memcpy(body + len, b, n);
+			len += n;
+		}
+		step = (size_t)(random() % 17);
+		rc = parse("rr", body, len, step, &r, &cause);
+		if (rc == 0 && (r.open || r.ends != (int)r.n || r.bad))
+			sane = 0;
+		if (rc == -1 && cause == NULL)
+			sane = 0;
+		free(cause);
+		for (k = 0; k < MAX_PARTS; k++)
+			free(r.data[k]);
+	}
+	ok(sane, "20000 random bodies: every parse returns, consistently");
+}
+
 int
 main(void)
 {
@@ -389,5 +432,6 @@ main(void)
 	test_headers();
 	test_errors();
 	test_large();
+	test_random();
 	return tap_done();
 }
