@@ -392,3 +392,28 @@ sbx_now(void)
 	gettimeofday(&tv, NULL);
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
+
+/*
+ * Checks an identity given by a client: a container name or engine id,
+ * [A-Za-z0-9][A-Za-z0-9_.-]{0,127}, the engine's own rule for names. Such
+ * a string cannot walk a path or break a URL, a label or a log line.
+ */
+int
+sbx_identity_ok(const char *id)
+{
+	size_t i;
+
+	if (id == NULL)
+		return 0;
+	for (i = 0; id[i] != '\0'; i++) {
+		if (i >= SBX_IDENTITY_MAX)
+			return 0;
+		if ((id[i] >= 'a' && id[i] <= 'z') ||
+		    (id[i] >= 'A' && id[i] <= 'Z') ||
+		    (id[i] >= '0' && id[i] <= '9'))
+			continue;
+		if (i == 0 || (id[i] != '_' && id[i] != '.' && id[i] != '-'))
+			return 0;
+	}
+	return i > 0;
+}

@@ -41,7 +41,10 @@ json_depth_ok(const char *buf, size_t len)
 			break;
 		case ']':
 		case '}':
-			depth--;
+			/* More closed than opened: not JSON, whatever follows.
+			 */
+			if (--depth < 0)
+				return 1;
 			break;
 		}
 	}
@@ -58,8 +61,8 @@ json_parse(const char *buf, size_t len, char **cause)
 
 	*cause = NULL;
 	if (!json_depth_ok(buf, len)) {
-		xasprintf(cause, "JSON nested deeper than %d levels",
-		    JSON_MAX_DEPTH);
+		xasprintf(
+		    cause, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
 		return NULL;
 	}
 	if (memchr(buf, '\0', len) != NULL) {
