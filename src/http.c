@@ -23,9 +23,11 @@
 #include <sys/types.h>
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+/* Not <netinet/tcp.h>: glibc's struct tcp_info lacks tcpi_bytes_received. */
+#include <linux/tcp.h>
 
 #include <dirent.h>
+#include <stdint.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,10 +60,10 @@ struct http_conn {
 	int used;
 	ino_t ino; /* the socket's inode: tells fd reuse apart */
 	enum http_conn_state state;
-	double waiting_since; /* monotonic seconds */
-	double started;	      /* request bytes first seen; 0 = none yet */
-	int seen;	      /* found by the current census */
-	int cut;	      /* already shut down for being slow */
+	uint64_t rx_mark; /* bytes received when it began to wait */
+	double started;	  /* request bytes first seen; 0 = none yet */
+	int seen;	  /* found by the current census */
+	int cut;	  /* already shut down for being slow */
 };
 
 struct http {
@@ -115,7 +117,7 @@ http_conn_at(struct http *h, int fd)
  * now holds another socket; NULL if fd is not a socket.
  */
 static struct http_conn *
-http_conn_get(struct http *h, int fd, double now)
+http_conn_get(struct http *h, int fd)
 {
 	struct http_conn *c;
 	struct stat st;
@@ -128,7 +130,6 @@ http_conn_get(struct http *h, int fd, double now)
 		c->used = 1;
 		c->ino = st.st_ino;
 		c->state = HTTP_CONN_WAITING;
-		c->waiting_since = now;
 	}
 	return c;
 }
@@ -199,25 +200,33 @@ http_cut(struct http *h, int fd, struct http_conn *c)
 	    h->request_timeout);
 }
 
-/* Applies the request deadline to one waiting connection. */
-static void
-http_check_deadline(struct http *h, int fd, struct http_conn *c, double now)
+/* Bytes the kernel received on a TCP socket (0 if it cannot say). */
+static uint64_t
+http_rx_bytes(int fd)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof ti;
-	double last_rx;
 
+	memset(&ti, 0, sizeof ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+		return 0;
+	return ti.tcpi_bytes_received;
+}
+
+/*
+ * Applies the request deadline to one waiting connection: once bytes came
+ * in since it began to wait, a request has begun, and this census is its
+ * start (so the limit holds to within a census period).
+ */
+static void
+http_check_deadline(struct http *h, int fd, struct http_conn *c, double now)
+{
 	if (h->request_timeout <= 0 || c->state != HTTP_CONN_WAITING || c->cut)
 		return;
 	if (c->started == 0) {
-		memset(&ti, 0, sizeof ti);
-		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+		if (http_rx_bytes(fd) <= c->rx_mark)
 			return;
-		/* Bytes since it began to wait: a request has begun. */
-		last_rx = now - (double)ti.tcpi_last_data_recv / 1000;
-		if (last_rx <= c->waiting_since)
-			return;
-		c->started = last_rx;
+		c->started = now;
 	}
 	if (now - c->started >= h->request_timeout)
 		http_cut(h, fd, c);
@@ -251,7 +260,7 @@ http_census(struct http *h)
 		fd = strtol(de->d_name, &end, 10);
 		if (*end != '\0' || end == de->d_name || fd == self ||
 		    !http_is_client(h, (int)fd) ||
-		    (c = http_conn_get(h, (int)fd, now)) == NULL)
+		    (c = http_conn_get(h, (int)fd)) == NULL)
 			continue;
 		c->seen = 1;
 		n++;
@@ -331,12 +340,12 @@ http_on_complete(struct evhttp_request *req, void *arg)
 {
 	struct http *h = arg;
 	struct http_conn *c;
-	double now = http_now();
+	int fd = http_req_fd(req);
 
-	if ((c = http_conn_get(h, http_req_fd(req), now)) == NULL)
+	if ((c = http_conn_get(h, fd)) == NULL)
 		return;
 	c->state = HTTP_CONN_WAITING;
-	c->waiting_since = now;
+	c->rx_mark = http_rx_bytes(fd);
 	c->started = 0;
 }
 
@@ -347,7 +356,7 @@ http_on_request(struct evhttp_request *req, void *arg)
 	struct http *h = arg;
 	struct http_conn *c;
 
-	if ((c = http_conn_get(h, http_req_fd(req), http_now())) != NULL) {
+	if ((c = http_conn_get(h, http_req_fd(req))) != NULL) {
 		c->state = HTTP_CONN_HANDLING;
 		c->started = 0;
 	}

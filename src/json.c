@@ -51,6 +51,33 @@ json_depth_ok(const char *buf, size_t len)
 	return 1;
 }
 
+/*
+ * Whether a string of the text escapes a NUL (\u0000): yajl's tree keeps
+ * strings NUL-terminated, so "a\u0000b" would quietly become "a".
+ */
+static int
+json_has_nul_escape(const char *buf, size_t len)
+{
+	size_t i;
+	int in_str = 0;
+
+	for (i = 0; i < len; i++) {
+		if (!in_str) {
+			in_str = buf[i] == '"';
+			continue;
+		}
+		if (buf[i] == '"')
+			in_str = 0;
+		else if (buf[i] == '\\' && i + 1 < len) {
+			if (buf[i + 1] == 'u' && i + 5 < len &&
+			    memcmp(buf + i + 2, "0000", 4) == 0)
+				return 1;
+			i++;
+		}
+	}
+	return 0;
+}
+
 /* Parses JSON text into a tree, refusing too deep nesting. */
 yajl_val
 json_parse(const char *buf, size_t len, char **cause)
@@ -67,6 +94,11 @@ json_parse(const char *buf, size_t len, char **cause)
 	}
 	if (memchr(buf, '\0', len) != NULL) {
 		*cause = xstrdup("JSON text contains a NUL byte");
+		return NULL;
+	}
+	if (json_has_nul_escape(buf, len)) {
+		*cause = xstrdup("a JSON string holds a NUL (\\u0000), which "
+				 "is not supported");
 		return NULL;
 	}
 	text = xmalloc(len + 1);
