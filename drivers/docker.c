@@ -140,10 +140,11 @@ docker_msg(const struct docker *d, const struct hc_resp *r)
 		xasprintf(&s, "engine replied HTTP %ld", r->status);
 		return s;
 	}
-	s = xstrndup(r->body, n);
+	/* Byte by byte: a NUL in the body must not shorten the copy. */
+	s = xmalloc(n + 1);
 	for (i = 0; i < n; i++)
-		if (!isprint((unsigned char)s[i]))
-			s[i] = '?';
+		s[i] = isprint((unsigned char)r->body[i]) ? r->body[i] : '?';
+	s[n] = '\0';
 	return s;
 }
 

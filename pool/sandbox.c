@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -193,8 +194,17 @@ static double
 sbx_take_time(yajl_val o, const char *k)
 {
 	yajl_val v = json_get(o, k);
+	double d;
 
-	return v != NULL && YAJL_IS_NUMBER(v) ? YAJL_GET_DOUBLE(v) : 0;
+	if (v == NULL || !YAJL_IS_NUMBER(v))
+		return 0;
+	/*
+	 * A time outside 1970-01-01T00:00:01 .. 2286 is no time (null): it
+	 * could not be written back with microseconds unchanged, nor mean
+	 * anything.
+	 */
+	d = YAJL_GET_DOUBLE(v);
+	return isfinite(d) && d >= 1 && d < 1e10 ? d : 0;
 }
 
 /* Parses a record. */

@@ -44,6 +44,8 @@ extern char **environ;
 #define CFG_SHOW_MAX 60
 /* Longest SANDPOOL_RUN_DIR: <dir>/<25-char id>/agent.sock fits sun_path. */
 #define CFG_MAX_RUN_DIR (107 - 1 - 25 - (int)sizeof("/agent.sock") + 1)
+/* Unknown keys warned about one by one, with a suggestion. */
+#define CFG_MAX_UNKNOWN 20
 /* Longest container name prefix: prefix + 25-char id <= 63. */
 #define CFG_MAX_PREFIX 38
 
@@ -340,6 +342,7 @@ struct cfg_ctx {
 	struct cfg_val vals[CFG_NKEYS];
 	struct cfg_errs errs;
 	int nerrs;
+	int nunknown; /* unknown keys of the file */
 };
 
 /* A growable string. */
@@ -1357,20 +1360,17 @@ cfg_warn_unknown(const char *file, int line, const char *name)
 		log_warnx("config: %s:%d: unknown key %s", file, line, name);
 }
 
-/* Loads the lines of the chosen file into ctx->lines. */
+/*
+ * Loads the lines of a file's text (buf, len bytes followed by a NUL, in
+ * place) into ctx->lines. Takes ownership of buf.
+ */
 static int
-cfg_load_file(struct cfg_ctx *ctx, const char *path)
+cfg_load_text(struct cfg_ctx *ctx, const char *path, char *buf, size_t len)
 {
 	struct cfg_val where = {NULL, path, 0, NULL};
-	char *buf, *line, *next, *name, *value, *cause;
-	size_t len;
+	char *line, *next, *name, *value, *cause;
 	int n;
 
-	if ((buf = cfg_read_file(path, &len, &cause)) == NULL) {
-		cfg_error(ctx, NULL, "%s: %s", path, cause);
-		free(cause);
-		return -1;
-	}
 	if (memchr(buf, '\0', len) != NULL) {
 		cfg_error(ctx, NULL, "%s: contains a NUL byte", path);
 		free(buf);
@@ -1394,12 +1394,32 @@ cfg_load_file(struct cfg_ctx *ctx, const char *path)
 			ctx->lines[ctx->nlines].value = value;
 			ctx->lines[ctx->nlines].line = where.line;
 			ctx->nlines++;
-			if (cfg_key_index(name) == -1)
+			/* Suggestions cost a comparison with every key. */
+			if (cfg_key_index(name) == -1 &&
+			    ++ctx->nunknown <= CFG_MAX_UNKNOWN)
 				cfg_warn_unknown(path, where.line, name);
 		}
 	}
 	free(buf);
+	if (ctx->nunknown > CFG_MAX_UNKNOWN)
+		log_warnx("config: %s: %d more unknown keys", path,
+		    ctx->nunknown - CFG_MAX_UNKNOWN);
 	return 0;
+}
+
+/* Loads the lines of the chosen file into ctx->lines. */
+static int
+cfg_load_file(struct cfg_ctx *ctx, const char *path)
+{
+	char *buf, *cause;
+	size_t len;
+
+	if ((buf = cfg_read_file(path, &len, &cause)) == NULL) {
+		cfg_error(ctx, NULL, "%s: %s", path, cause);
+		free(cause);
+		return -1;
+	}
+	return cfg_load_text(ctx, path, buf, len);
 }
 
 /* Picks the file by the rules of spec 2.1 and loads it. */

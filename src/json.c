@@ -1,6 +1,7 @@
 /*
  * json: depth-bounded parsing and generation helpers over yajl.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,9 +263,17 @@ json_gen_double(yajl_gen g, double v)
 	char buf[64];
 	int n;
 
+	/* JSON has no inf or nan; a huge value would not fit "%.6f". */
+	if (!isfinite(v)) {
+		yajl_gen_null(g);
+		return;
+	}
 	n = snprintf(buf, sizeof buf, "%.6f", v);
-	while (n > 1 && buf[n - 1] == '0' && buf[n - 2] != '.')
-		buf[--n] = '\0';
+	if (n < 0 || (size_t)n >= sizeof buf)
+		n = snprintf(buf, sizeof buf, "%.17g", v);
+	else
+		while (n > 1 && buf[n - 1] == '0' && buf[n - 2] != '.')
+			buf[--n] = '\0';
 	yajl_gen_number(g, buf, n);
 }
 
