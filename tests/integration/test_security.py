@@ -111,7 +111,17 @@ def shell(s, name, command, timeout=60):
 
 
 def create(s, sandbox_type, **kw):
-    name = s.call("create", sandbox_type=sandbox_type, **kw)
+    """A cold create; waits out the start-up 503 (the engine's ping and
+    runtime check come after /health answers)."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            name = s.call("create", sandbox_type=sandbox_type, **kw)
+            break
+        except harness.RpcError as e:
+            if e.status != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     if not isinstance(name, str):
         raise RuntimeError("create %s gave %r; log:\n%s"
                            % (sandbox_type, name, s.log()[-3000:]))
