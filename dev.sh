@@ -6,8 +6,10 @@
 #                          not answer, and runs ./runtime-sandbox-server ARGS
 #                          with a warm pool of one base sandbox.
 #   ./dev.sh test          installs what is missing, builds with -Werror,
-#                          builds the busybox test image and runs
-#                          `make check` against the real dockerd.
+#                          builds the busybox test image, runs
+#                          `make check` against the real dockerd, then
+#                          `make fuzz-smoke` (each libFuzzer target for
+#                          FUZZ_SECONDS, default 15).
 #
 # dockerd is started only when /var/run/docker.sock does not answer, with its
 # log in ./dockerd.log, and then stopped (by its pid) when this script ends.
@@ -19,7 +21,8 @@ cd "$top"
 PACKAGES=(build-essential autoconf automake libtool pkg-config libevent-dev
 	libcurl4-openssl-dev libyajl-dev libhiredis-dev libssh2-1-dev
 	docker.io redis-server mmdebstrap busybox-static python3 curl
-	ca-certificates iptables clang-format git python3-ipython)
+	ca-certificates iptables clang-format git python3-ipython clang
+	libclang-rt-14-dev)
 DOCKER_SOCK=/var/run/docker.sock
 dockerd_pid=
 dockerd_log=$top/dockerd.log
@@ -164,7 +167,7 @@ cmd_test() {
 	install_packages
 	start_dockerd		# starts in the background while we build
 	./autogen.sh
-	./configure --enable-werror
+	./configure --enable-werror --enable-fuzzing
 	make -j2
 	wait_dockerd
 	./runtime-sandbox-builder busybox
@@ -173,6 +176,10 @@ cmd_test() {
 	if [ "$rc" -ne 0 ]; then
 		print_failed_logs
 		say "make check failed (status $rc)"
+	fi
+	if ! make -j2 fuzz-smoke FUZZ_SECONDS="${FUZZ_SECONDS:-15}"; then
+		say "make fuzz-smoke found something (see tests/fuzz/work/)"
+		[ "$rc" -ne 0 ] || rc=1
 	fi
 	return "$rc"
 }

@@ -35,7 +35,8 @@ enum docker_kind {
 	DOCKER_STOP,
 	DOCKER_REMOVE,
 	DOCKER_LIST,
-	DOCKER_IMAGE
+	DOCKER_IMAGE,
+	DOCKER_INFO
 };
 
 struct docker_op {
@@ -139,10 +140,11 @@ docker_msg(const struct docker *d, const struct hc_resp *r)
 		xasprintf(&s, "engine replied HTTP %ld", r->status);
 		return s;
 	}
-	s = xstrndup(r->body, n);
+	/* Byte by byte: a NUL in the body must not shorten the copy. */
+	s = xmalloc(n + 1);
 	for (i = 0; i < n; i++)
-		if (!isprint((unsigned char)s[i]))
-			s[i] = '?';
+		s[i] = isprint((unsigned char)r->body[i]) ? r->body[i] : '?';
+	s[n] = '\0';
 	return s;
 }
 
@@ -381,13 +383,32 @@ docker_parse_list(yajl_val v, struct drv_ctr **out, size_t *n)
 	return NULL;
 }
 
+/* Parses GET /info's Runtimes object into a NULL-terminated name list. */
+static const char *
+docker_parse_info(yajl_val v, char ***out, size_t *n)
+{
+	yajl_val rt = json_get(v, "Runtimes");
+	char **names;
+	size_t i;
+
+	if (rt == NULL || !YAJL_IS_OBJECT(rt))
+		return "info reply without Runtimes";
+	names = xcalloc(rt->u.object.len + 1, sizeof *names);
+	for (i = 0; i < rt->u.object.len; i++)
+		names[i] = xstrdup(rt->u.object.keys[i]);
+	*out = names;
+	*n = i;
+	return NULL;
+}
+
 /*
- * Parses a successful reply into *reply; the strings and containers it
- * points to are left in *idp and *ctrsp for the caller to free.
+ * Parses a successful reply into *reply; the strings, containers and
+ * names it points to are left in *idp, *ctrsp and *namesp for the caller
+ * to free.
  */
 static const char *
 docker_parse(enum docker_kind kind, const struct hc_resp *r,
-    struct drv_reply *reply, char **idp, struct drv_ctr **ctrsp)
+    struct drv_reply *reply, char **idp, struct drv_ctr **ctrsp, char ***namesp)
 {
 	const char *bad = NULL, *id;
 	char *cause;
@@ -397,6 +418,7 @@ docker_parse(enum docker_kind kind, const struct hc_resp *r,
 	case DOCKER_CREATE:
 	case DOCKER_INSPECT:
 	case DOCKER_LIST:
+	case DOCKER_INFO:
 		break;
 	default:
 		return NULL;
@@ -415,6 +437,10 @@ docker_parse(enum docker_kind kind, const struct hc_resp *r,
 	case DOCKER_INSPECT:
 		bad = docker_parse_inspect(v, ctrsp, &reply->nctrs);
 		break;
+	case DOCKER_INFO:
+		bad = docker_parse_info(v, namesp, &reply->nnames);
+		reply->names = *namesp;
+		break;
 	default:
 		bad = docker_parse_list(v, ctrsp, &reply->nctrs);
 		break;
@@ -431,14 +457,14 @@ docker_on_reply(const struct hc_resp *r, void *arg)
 	struct docker_op *op = arg;
 	struct drv_reply reply;
 	struct drv_ctr *ctrs = NULL;
-	char *msg = NULL, *id = NULL;
+	char *msg = NULL, *id = NULL, **names = NULL, **n;
 	const char *bad;
 	size_t nctrs = 0;
 
 	TAILQ_REMOVE(&op->d->ops, op, entry);
 	memset(&reply, 0, sizeof reply);
 	if (r->error == NULL && docker_status_ok(op->kind, r->status)) {
-		bad = docker_parse(op->kind, r, &reply, &id, &ctrs);
+		bad = docker_parse(op->kind, r, &reply, &id, &ctrs, &names);
 		nctrs = reply.nctrs;
 		if (bad != NULL) {
 			memset(&reply, 0, sizeof reply);
@@ -455,6 +481,9 @@ docker_on_reply(const struct hc_resp *r, void *arg)
 	/* The callback may close the driver: op is no longer on its list. */
 	op->cb(&reply, op->arg);
 	docker_ctrs_free(ctrs, nctrs);
+	for (n = names; n != NULL && *n != NULL; n++)
+		free(*n);
+	free(names);
 	free(id);
 	free(msg);
 	free(op);
@@ -841,6 +870,14 @@ docker_image_exists(struct drv *drv, const char *image, drv_cb cb, void *arg)
 	free(esc);
 }
 
+/* GET /info: the Runtimes the engine knows. */
+static void
+docker_runtimes(struct drv *drv, drv_cb cb, void *arg)
+{
+	docker_send(
+	    drv, DOCKER_INFO, "GET", DOCKER_API "/info", NULL, 0, 0, cb, arg);
+}
+
 /* clang-format off */
 const struct drv_ops docker_ops = {
 	.name =		"docker",
@@ -854,5 +891,6 @@ const struct drv_ops docker_ops = {
 	.remove =	docker_remove,
 	.list =		docker_list,
 	.image_exists =	docker_image_exists,
+	.runtimes =	docker_runtimes,
 };
 /* clang-format on */

@@ -201,6 +201,13 @@ drv_image_exists(struct drv *drv, const char *image, drv_cb cb, void *arg)
 	drv->ops->image_exists(drv, image, cb, arg);
 }
 
+/* Lists the engine's OCI runtimes. */
+void
+drv_runtimes(struct drv *drv, drv_cb cb, void *arg)
+{
+	drv->ops->runtimes(drv, cb, arg);
+}
+
 /* Looks a label up in a container's key, value list. */
 const char *
 drv_ctr_label(const struct drv_ctr *ctr, const char *key)

@@ -70,6 +70,8 @@ struct drv_reply {
 	const char *id;		/* create: the new id */
 	const struct drv_ctr *ctrs; /* inspect: one; list: nctrs */
 	size_t nctrs;
+	char *const *names;	/* runtimes: the OCI runtimes, nnames */
+	size_t nnames;
 };
 
 typedef void (*drv_cb)(const struct drv_reply *, void *arg);
@@ -106,6 +108,8 @@ void drv_remove(struct drv *, const char *id, drv_cb, void *);
 void drv_list(struct drv *, const char *const *label_filters, drv_cb, void *);
 /* Checks an image exists (DRV_ENOIMAGE if not). */
 void drv_image_exists(struct drv *, const char *image, drv_cb, void *);
+/* The OCI runtimes the engine can run containers with (names, nnames). */
+void drv_runtimes(struct drv *, drv_cb, void *);
 
 /* The label value for key, or NULL. */
 const char *drv_ctr_label(const struct drv_ctr *, const char *key);

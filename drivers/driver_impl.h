@@ -35,6 +35,7 @@ struct drv_ops {
 	void (*remove)(struct drv *, const char *, drv_cb, void *);
 	void (*list)(struct drv *, const char *const *, drv_cb, void *);
 	void (*image_exists)(struct drv *, const char *, drv_cb, void *);
+	void (*runtimes)(struct drv *, drv_cb, void *);
 };
 
 struct drv {

@@ -193,12 +193,31 @@ pool_dir(const char *root, const char *session_id)
 	return d;
 }
 
+/*
+ * Whether a workspace is one the pool made, <DEFAULT_MOUNT_DIR>/<id>, and
+ * not a directory a create request named (ALLOW_MOUNT_DIR): only those
+ * are ever chowned or removed.
+ */
+static int
+pool_owns_dir(const struct pool *p, const char *dir)
+{
+	size_t n;
+
+	if (p->mount_root == NULL || dir == NULL)
+		return 0;
+	n = strlen(p->mount_root);
+	return strncmp(dir, p->mount_root, n) == 0 && dir[n] == '/' &&
+	    strlen(dir + n + 1) == SBX_ID_LEN &&
+	    strspn(dir + n + 1, "0123456789abcdefghijklmnopqrstuvwxyz") ==
+	    SBX_ID_LEN;
+}
+
 /* Removes what a sandbox had on the host: its run dir and workspace. */
 static void
 pool_remove_dirs(struct pool *p, const char *run_dir, const char *mount_dir)
 {
 	pool_rmtree(run_dir);
-	if (!p->keep_workspace)
+	if (!p->keep_workspace && pool_owns_dir(p, mount_dir))
 		pool_rmtree(mount_dir);
 }
 
@@ -773,6 +792,7 @@ pool_op_create(struct pool_op *op)
 	struct pool *p = op->pool;
 	const struct sbtype *t = op->type;
 	struct sbx *s = op->rec;
+	static const char *const nnp[] = {"no-new-privileges", NULL};
 	const char *labels[16], *entry[2], *cmd[1];
 	char **env, **binds, port_s[16], *b;
 	size_t ne = 0, nb = 0, i, j, n;
@@ -854,6 +874,17 @@ pool_op_create(struct pool_op *op)
 	spec.shm_size = t->shm_size;
 	spec.privileged = t->privileged;
 	spec.runtime = t->runtime;
+	spec.user = t->user;
+	spec.init = t->init;
+	spec.readonly_rootfs = t->read_only;
+	spec.tmpfs = (const char *const *)t->tmpfs;
+	/* A privileged container has every capability: nothing to drop. */
+	if (!t->privileged) {
+		spec.cap_drop = (const char *const *)t->cap_drop;
+		spec.cap_add = (const char *const *)t->cap_add;
+		if (t->no_new_privileges)
+			spec.security_opt = nnp;
+	}
 	drv_create(p->drv, &spec, pool_op_on_create, op);
 	for (i = 0; i < ne; i++) {
 		explicit_bzero(env[i], strlen(env[i]));
@@ -863,14 +894,44 @@ pool_op_create(struct pool_op *op)
 	pool_strv_free(binds);
 }
 
+/*
+ * Gives a directory to the type's runtime user ("uid" or "uid:gid"), so
+ * that an agent that is not root can make its socket and write its
+ * workspace.
+ */
+static int
+pool_chown_user(const char *path, const char *user, char **cause)
+{
+	const char *colon;
+	uid_t uid;
+	gid_t gid = (gid_t)-1;
+
+	if (user == NULL)
+		return 0;
+	uid = (uid_t)strtoul(user, NULL, 10);
+	if ((colon = strchr(user, ':')) != NULL)
+		gid = (gid_t)strtoul(colon + 1, NULL, 10);
+	if (chown(path, uid, gid) != 0) {
+		xasprintf(
+		    cause, "chown %s to %s: %s", path, user, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* Makes the sandbox's host directories. */
 static int
 pool_op_mkdirs(struct pool_op *op, char **cause)
 {
 	struct sbx *s = op->rec;
+	const char *user = op->type->user;
 
-	if (op->type->inject_agent && mkdir(s->run_dir, 0700) != 0) {
-		xasprintf(cause, "mkdir %s: %s", s->run_dir, strerror(errno));
+	if (op->type->inject_agent &&
+	    (mkdir(s->run_dir, 0700) != 0 ||
+		pool_chown_user(s->run_dir, user, cause) != 0)) {
+		if (*cause == NULL)
+			xasprintf(
+			    cause, "mkdir %s: %s", s->run_dir, strerror(errno));
 		return -1;
 	}
 	if (s->mount_dir != NULL && mkdir(s->mount_dir, 0755) != 0 &&
@@ -879,6 +940,10 @@ pool_op_mkdirs(struct pool_op *op, char **cause)
 		    strerror(errno));
 		return -1;
 	}
+	/* A directory the request named is the caller's: never chowned. */
+	if (s->mount_dir != NULL && pool_owns_dir(op->pool, s->mount_dir) &&
+	    pool_chown_user(s->mount_dir, user, cause) != 0)
+		return -1;
 	return 0;
 }
 
@@ -919,6 +984,7 @@ pool_op_step(struct pool_op *op)
 		store_run(p->store, &q, pool_op_on_port, op);
 		return;
 	case OP_CREATE:
+		cause = NULL;
 		if (op->retries == 0 && pool_op_mkdirs(op, &cause) != 0) {
 			pool_op_fail(op, POOL_EENGINE, cause);
 			free(cause);
@@ -980,10 +1046,14 @@ pool_op_step(struct pool_op *op)
 	}
 }
 
-/* Starts creating a sandbox of type t. */
+/*
+ * Starts creating a sandbox of type t whose workspace is mount_dir (a
+ * directory the caller checked), or <DEFAULT_MOUNT_DIR>/<id> if NULL.
+ */
 static void
-pool_op_start(struct pool *p, const struct sbtype *t, struct pool_type *pt,
-    const char *meta, const char *const *env, pool_cb cb, void *arg)
+pool_op_start_in(struct pool *p, const struct sbtype *t, struct pool_type *pt,
+    const char *meta, const char *const *env, const char *mount_dir, pool_cb cb,
+    void *arg)
 {
 	struct pool_op *op = xcalloc(1, sizeof *op);
 	char id[SBX_ID_LEN + 1], tok[SBX_TOKEN_LEN + 1];
@@ -1007,7 +1077,8 @@ pool_op_start(struct pool *p, const struct sbtype *t, struct pool_type *pt,
 	s->timeout = t->timeout;
 	s->instance = xstrdup(p->instance_id);
 	s->url = xstrdup("");
-	s->mount_dir = pool_dir(p->mount_root, id);
+	s->mount_dir = mount_dir != NULL ? xstrdup(mount_dir)
+					 : pool_dir(p->mount_root, id);
 	s->run_dir = pool_dir(p->run_dir, id);
 	if (t->inject_agent)
 		xasprintf(&s->sock_path, "%s/%s", s->run_dir, POOL_AGENT_SOCK);
@@ -1017,6 +1088,14 @@ pool_op_start(struct pool *p, const struct sbtype *t, struct pool_type *pt,
 		pt->warming++;
 	TAILQ_INSERT_TAIL(&p->ops, op, entry);
 	pool_op_step(op);
+}
+
+/* Starts creating a sandbox of type t in its own workspace. */
+static void
+pool_op_start(struct pool *p, const struct sbtype *t, struct pool_type *pt,
+    const char *meta, const char *const *env, pool_cb cb, void *arg)
+{
+	pool_op_start_in(p, t, pt, meta, env, NULL, cb, arg);
 }
 
 /* ---- Refill planner ---------------------------------------------------- */
@@ -1320,7 +1399,6 @@ pool_create(struct pool *p, const char *type, const char *meta,
 	const struct sbtype *t;
 	char *cause;
 
-	(void)mount_dir; /* ALLOW_MOUNT_DIR is not implemented yet */
 	if (p->stopping) {
 		pool_error_later(p, cb, arg, POOL_ESHUTDOWN,
 		    "server is shutting down");
@@ -1331,7 +1409,8 @@ pool_create(struct pool *p, const char *type, const char *meta,
 		free(cause);
 		return;
 	}
-	pool_op_start(p, t, NULL, meta, env, cb, arg);
+	/* mount_dir was checked by the caller (ALLOW_MOUNT_DIR's roots). */
+	pool_op_start_in(p, t, NULL, meta, env, mount_dir, cb, arg);
 }
 
 struct pool_claim_ctx {

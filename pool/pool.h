@@ -85,7 +85,8 @@ void pool_create_from_pool(struct pool *, const char *type, const char *meta,
     pool_cb, void *);
 /*
  * A new sandbox. env: NULL-terminated "K=V" overlaid on the type's;
- * mount_dir: honoured by the caller's policy (NULL = default).
+ * mount_dir: an existing directory the caller checked (ALLOW_MOUNT_DIR),
+ * used as the workspace and never removed; NULL = <DEFAULT_MOUNT_DIR>/<id>.
  */
 void pool_create(struct pool *, const char *type, const char *meta,
     const char *const *env, const char *mount_dir, pool_cb, void *);

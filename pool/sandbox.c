@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -193,8 +194,17 @@ static double
 sbx_take_time(yajl_val o, const char *k)
 {
 	yajl_val v = json_get(o, k);
+	double d;
 
-	return v != NULL && YAJL_IS_NUMBER(v) ? YAJL_GET_DOUBLE(v) : 0;
+	if (v == NULL || !YAJL_IS_NUMBER(v))
+		return 0;
+	/*
+	 * A time outside 1970-01-01T00:00:01 .. 2286 is no time (null): it
+	 * could not be written back with microseconds unchanged, nor mean
+	 * anything.
+	 */
+	d = YAJL_GET_DOUBLE(v);
+	return isfinite(d) && d >= 1 && d < 1e10 ? d : 0;
 }
 
 /* Parses a record. */
@@ -391,4 +401,29 @@ sbx_now(void)
 
 	gettimeofday(&tv, NULL);
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/*
+ * Checks an identity given by a client: a container name or engine id,
+ * [A-Za-z0-9][A-Za-z0-9_.-]{0,127}, the engine's own rule for names. Such
+ * a string cannot walk a path or break a URL, a label or a log line.
+ */
+int
+sbx_identity_ok(const char *id)
+{
+	size_t i;
+
+	if (id == NULL)
+		return 0;
+	for (i = 0; id[i] != '\0'; i++) {
+		if (i >= SBX_IDENTITY_MAX)
+			return 0;
+		if ((id[i] >= 'a' && id[i] <= 'z') ||
+		    (id[i] >= 'A' && id[i] <= 'Z') ||
+		    (id[i] >= '0' && id[i] <= '9'))
+			continue;
+		if (i == 0 || (id[i] != '_' && id[i] != '.' && id[i] != '-'))
+			return 0;
+	}
+	return i > 0;
 }

@@ -19,6 +19,7 @@ enum sbx_state {
 
 #define SBX_ID_LEN 25		/* session_id: [0-9a-z]{25} */
 #define SBX_TOKEN_LEN 32	/* runtime_token: 32 lowercase hex */
+#define SBX_IDENTITY_MAX 128	/* longest identity a client may name */
 
 struct sbx {
 	char *session_id;
@@ -79,5 +80,10 @@ void sbx_random_id(char out[SBX_ID_LEN + 1]);
 void sbx_random_token(char out[SBX_TOKEN_LEN + 1]);
 /* Current time as unix seconds with sub-second precision. */
 double sbx_now(void);
+/*
+ * 1 if id is an identity a client may name: 1 to SBX_IDENTITY_MAX of
+ * [A-Za-z0-9_.-], starting with a letter or digit.
+ */
+int sbx_identity_ok(const char *id);
 
 #endif

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "json.h"
@@ -27,6 +28,9 @@
 #define SBTYPE_MAX_SIZE ((int64_t)1 << 50)
 /* Most CPUs a type may ask for. */
 #define SBTYPE_MAX_CPUS 1024.0
+/* Most capabilities and tmpfs mounts in one type. */
+#define SBTYPE_MAX_LIST 64
+#define SBTYPE_GIB(n) ((int64_t)(n) << 30)
 
 /* clang-format off */
 static const struct sbtype_builtin {
@@ -37,36 +41,38 @@ static const struct sbtype_builtin {
 	int		 supported;
 	int		 privileged;
 	int64_t		 shm_size;
+	int64_t		 memory;	/* 0: SBTYPE_DEF_MEMORY */
+	int64_t		 pids;		/* 0: SBTYPE_DEF_PIDS */
 	const char	*description;
 } sbtype_builtins[] = {
-	{ "dummy", NULL, "", 0, 0, 0, 0,
+	{ "dummy", NULL, "", 0, 0, 0, 0, 0, 0,
 	  "placeholder type; no image can serve it" },
-	{ "base", "runtime-sandbox-base", NULL, 1, 1, 0, 0,
+	{ "base", "runtime-sandbox-base", NULL, 1, 1, 0, 0, 0, 0,
 	  "shell and Python tools" },
 	{ "browser", "runtime-sandbox-browser", NULL, 0, 1, 0, 0,
-	  "headless browser tools" },
-	{ "filesystem", "runtime-sandbox-filesystem", NULL, 1, 1, 0, 0,
+	  SBTYPE_GIB(2), 1024, "headless browser tools" },
+	{ "filesystem", "runtime-sandbox-filesystem", NULL, 1, 1, 0, 0, 0, 0,
 	  "file system tools" },
 	{ "gui", "runtime-sandbox-gui", NULL, 0, 1, 0, 0,
-	  "desktop (GUI) tools" },
+	  SBTYPE_GIB(2), 1024, "desktop (GUI) tools" },
 	{ "mobile", "runtime-sandbox-mobile", NULL, 0, 1, 1, 0,
-	  "Android emulator tools" },
+	  SBTYPE_GIB(4), 1024, "Android emulator tools" },
 	{ "appworld", "runtime-sandbox-appworld", NULL, 0, 1, 0,
-	  5433133629LL, "AppWorld training environment" },
+	  5433133629LL, SBTYPE_GIB(8), 1024, "AppWorld training environment" },
 	{ "bfcl", "runtime-sandbox-bfcl", NULL, 0, 1, 0,
-	  8654359101LL, "BFCL training environment" },
-	{ "agentbay", NULL, "agentbay-cloud", 0, 0, 0, 0,
+	  8654359101LL, SBTYPE_GIB(8), 1024, "BFCL training environment" },
+	{ "agentbay", NULL, "agentbay-cloud", 0, 0, 0, 0, 0, 0,
 	  "AgentBay cloud sandbox; not served by a container engine" },
-	{ "base_async", "runtime-sandbox-base", NULL, 1, 1, 0, 0,
+	{ "base_async", "runtime-sandbox-base", NULL, 1, 1, 0, 0, 0, 0,
 	  "shell and Python tools (async client)" },
 	{ "browser_async", "runtime-sandbox-browser", NULL, 0, 1, 0, 0,
-	  "headless browser tools (async client)" },
+	  SBTYPE_GIB(2), 1024, "headless browser tools (async client)" },
 	{ "filesystem_async", "runtime-sandbox-filesystem", NULL, 1, 1, 0, 0,
-	  "file system tools (async client)" },
+	  0, 0, "file system tools (async client)" },
 	{ "gui_async", "runtime-sandbox-gui", NULL, 0, 1, 0, 0,
-	  "desktop (GUI) tools (async client)" },
+	  SBTYPE_GIB(2), 1024, "desktop (GUI) tools (async client)" },
 	{ "mobile_async", "runtime-sandbox-mobile", NULL, 0, 1, 1, 0,
-	  "Android emulator tools (async client)" },
+	  SBTYPE_GIB(4), 1024, "Android emulator tools (async client)" },
 };
 
 /* The filesystem types: sandpool-agent serves the filesystem MCP tools. */
@@ -74,6 +80,16 @@ static const char *const sbtype_filesystem_env[] = {
 	"SANDPOOL_AGENT_MCP_FILESYSTEM=1",
 	NULL
 };
+/*
+ * The capabilities a sandbox keeps: what a shell and its tools need as
+ * root (chown, files of other users, su, kill), measured against the base
+ * image. Binding ports below 1024 needs none: dockerd sets
+ * net.ipv4.ip_unprivileged_port_start=0 in a container's network.
+ */
+static const char *const sbtype_def_cap_add[] = {
+	"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL", NULL
+};
+static const char *const sbtype_def_cap_drop[] = { "ALL", NULL };
 
 /* The bfcl type's environment with the default DATASET_SUB_TYPE. */
 static const char *const sbtype_bfcl_env[] = {
@@ -89,7 +105,8 @@ static const char *const sbtype_bfcl_env[] = {
 static const char *const sbtype_keys[] = {
 	"name", "image", "runtime_port", "environment", "resource_limits",
 	"timeout", "description", "inject_agent", "network", "privileged",
-	"shm_size", "runtime", NULL
+	"shm_size", "runtime", "cap_drop", "cap_add", "no_new_privileges",
+	"read_only", "tmpfs", "user", "init", NULL
 };
 static const char *const sbtype_limit_keys[] = {
 	"memory", "cpu", "pids", NULL
@@ -136,6 +153,10 @@ sbtype_free(struct sbtype *t)
 	sbtype_strv_free(t->env);
 	free(t->network);
 	free(t->runtime);
+	sbtype_strv_free(t->cap_drop);
+	sbtype_strv_free(t->cap_add);
+	sbtype_strv_free(t->tmpfs);
+	free(t->user);
 	free(t);
 }
 
@@ -164,8 +185,33 @@ sbtype_new(const struct sbtypes *types, const char *name)
 	t->timeout = types->timeout;
 	t->inject_agent = 1;
 	t->supported = 1;
-	t->network = xstrdup("bridge");
+	t->memory = SBTYPE_DEF_MEMORY;
+	t->nano_cpus = SBTYPE_DEF_NANO_CPUS;
+	t->pids_limit = SBTYPE_DEF_PIDS;
+	t->cap_drop = sbtype_strv_dup(sbtype_def_cap_drop);
+	t->cap_add = sbtype_strv_dup(sbtype_def_cap_add);
+	t->no_new_privileges = 1;
+	t->tmpfs = sbtype_strv_dup(NULL);
 	return t;
+}
+
+/*
+ * Fills in the defaults that depend on other fields: a type served by
+ * sandpool-agent is reached over its unix socket and gets no network
+ * unless it asks for one; a type with its own runtime is reached over TCP
+ * and needs the bridge. A read-only root gets a size-capped /tmp.
+ */
+static void
+sbtype_finish(struct sbtype *t)
+{
+	if (t->network == NULL)
+		t->network = xstrdup(t->inject_agent ? "none" : "bridge");
+	if (t->read_only && t->tmpfs[0] == NULL) {
+		sbtype_strv_free(t->tmpfs);
+		t->tmpfs = xcalloc(3, sizeof *t->tmpfs);
+		t->tmpfs[0] = xstrdup(SBTYPE_DEF_TMPFS_PATH);
+		t->tmpfs[1] = xstrdup(SBTYPE_DEF_TMPFS_OPTS);
+	}
 }
 
 /* Builds the image URI: [registry/]ns/name:tag. */
@@ -214,12 +260,17 @@ sbtypes_new(const char *registry, const char *ns, const char *tag, int timeout)
 		t->supported = b->supported;
 		t->privileged = b->privileged;
 		t->shm_size = b->shm_size;
+		if (b->memory != 0)
+			t->memory = b->memory;
+		if (b->pids != 0)
+			t->pids_limit = b->pids;
 		if (strcmp(b->name, "bfcl") == 0)
 			t->env = sbtype_strv_dup(sbtype_bfcl_env);
 		else if (strncmp(b->name, "filesystem", 10) == 0)
 			t->env = sbtype_strv_dup(sbtype_filesystem_env);
 		else
 			t->env = sbtype_strv_dup(NULL);
+		sbtype_finish(t);
 		TAILQ_INSERT_TAIL(&types->list, t, entry);
 	}
 	return types;
@@ -511,6 +562,179 @@ sbtype_get_limits(yajl_val v, struct sbtype *t, char **cause)
 	return 0;
 }
 
+/* Reads an array of capability names: "CHOWN", "cap_chown", "ALL". */
+static int
+sbtype_get_caps(yajl_val v, const char *what, char ***out, char **cause)
+{
+	const char *s;
+	char **caps;
+	size_t i, j, n;
+
+	if (!YAJL_IS_ARRAY(v) || v->u.array.len > SBTYPE_MAX_LIST) {
+		xasprintf(cause,
+		    "%s: expected an array of at most %d "
+		    "capability names",
+		    what, SBTYPE_MAX_LIST);
+		return -1;
+	}
+	n = v->u.array.len;
+	caps = xcalloc(n + 1, sizeof *caps);
+	for (i = 0; i < n; i++) {
+		s = YAJL_GET_STRING(v->u.array.values[i]);
+		if (s != NULL && strncasecmp(s, "CAP_", 4) == 0)
+			s += 4;
+		for (j = 0; s != NULL && s[j] != '\0'; j++)
+			if (j >= 40 ||
+			    !(isalnum((unsigned char)s[j]) || s[j] == '_'))
+				break;
+		if (s == NULL || j == 0 || s[j] != '\0') {
+			xasprintf(cause,
+			    "%s: item %zu is not a capability "
+			    "name (like \"CHOWN\" or \"ALL\")",
+			    what, i + 1);
+			sbtype_strv_free(caps);
+			return -1;
+		}
+		caps[i] = xstrdup(s);
+		for (j = 0; caps[i][j] != '\0'; j++)
+			caps[i][j] = (char)toupper((unsigned char)caps[i][j]);
+	}
+	sbtype_strv_free(*out);
+	*out = caps;
+	return 0;
+}
+
+/*
+ * Checks a tmpfs mount point: absolute, plain characters, no "." or ".."
+ * component, and not the root or a path sandpool mounts itself.
+ */
+static int
+sbtype_tmpfs_path_ok(const char *p)
+{
+	static const char *const reserved[] = {
+	    "/sandpool", "/run/sandpool", "/workspace", NULL};
+	const char *seg, *slash;
+	size_t i, n;
+
+	if (p[0] != '/' || p[1] == '\0' || strlen(p) > 256)
+		return 0;
+	for (i = 0; p[i] != '\0'; i++)
+		if (!isalnum((unsigned char)p[i]) &&
+		    strchr("/._-", p[i]) == NULL)
+			return 0;
+	for (seg = p + 1;; seg = slash + 1) {
+		slash = strchr(seg, '/');
+		n = slash != NULL ? (size_t)(slash - seg) : strlen(seg);
+		if (n == 0 || (n == 1 && seg[0] == '.') ||
+		    (n == 2 && seg[0] == '.' && seg[1] == '.'))
+			return 0;
+		if (slash == NULL)
+			break;
+	}
+	for (i = 0; reserved[i] != NULL; i++) {
+		n = strlen(reserved[i]);
+		if (strncmp(p, reserved[i], n) == 0 &&
+		    (p[n] == '\0' || p[n] == '/'))
+			return 0;
+	}
+	return 1;
+}
+
+/* Reads "tmpfs": {"/path": "options", ...}. */
+static int
+sbtype_get_tmpfs(yajl_val v, char ***out, char **cause)
+{
+	const char *path, *opts;
+	char **l;
+	size_t i, j, n;
+
+	if (!YAJL_IS_OBJECT(v) || v->u.object.len > SBTYPE_MAX_LIST) {
+		xasprintf(cause,
+		    "tmpfs: expected an object of at most %d "
+		    "\"/path\": \"options\" members",
+		    SBTYPE_MAX_LIST);
+		return -1;
+	}
+	n = v->u.object.len;
+	l = xcalloc(2 * n + 1, sizeof *l);
+	for (i = 0; i < n; i++) {
+		path = v->u.object.keys[i];
+		opts = YAJL_GET_STRING(v->u.object.values[i]);
+		if (!sbtype_tmpfs_path_ok(path)) {
+			xasprintf(cause,
+			    "tmpfs: '%.80s' is not an absolute "
+			    "path of [A-Za-z0-9/._-] without \"..\", or is "
+			    "/, /sandpool, /run/sandpool or /workspace",
+			    path);
+			goto fail;
+		}
+		for (j = 0; opts != NULL && opts[j] != '\0'; j++)
+			if (j >= 256 ||
+			    (!isalnum((unsigned char)opts[j]) &&
+				strchr("=,._-", opts[j]) == NULL))
+				break;
+		if (opts == NULL || opts[j] != '\0') {
+			xasprintf(cause,
+			    "tmpfs: %s: options must be a string "
+			    "like \"size=64m,mode=1777\"",
+			    path);
+			goto fail;
+		}
+		l[2 * i] = xstrdup(path);
+		l[2 * i + 1] = xstrdup(opts);
+	}
+	sbtype_strv_free(*out);
+	*out = l;
+	return 0;
+fail:
+	sbtype_strv_free(l);
+	return -1;
+}
+
+/* Checks a decimal id of 1 to 10 digits below 2^31. */
+static int
+sbtype_id_ok(const char *s, size_t n)
+{
+	long long v = 0;
+	size_t i;
+
+	if (n == 0 || n > 10)
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return 0;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v <= INT_MAX;
+}
+
+/* Reads "user": "uid" or "uid:gid" (numbers), or null for the image's. */
+static int
+sbtype_get_user(yajl_val v, char **out, char **cause)
+{
+	const char *s, *colon;
+
+	if (YAJL_IS_NULL(v)) {
+		free(*out);
+		*out = NULL;
+		return 0;
+	}
+	s = YAJL_GET_STRING(v);
+	colon = s != NULL ? strchr(s, ':') : NULL;
+	if (s == NULL ||
+	    !(colon == NULL ? sbtype_id_ok(s, strlen(s))
+			    : sbtype_id_ok(s, (size_t)(colon - s)) &&
+			sbtype_id_ok(colon + 1, strlen(colon + 1)))) {
+		xasprintf(cause,
+		    "user: expected \"uid\" or \"uid:gid\" "
+		    "(numbers), or null");
+		return -1;
+	}
+	free(*out);
+	*out = xstrdup(s);
+	return 0;
+}
+
 /* Builds a type from one extension entry; NULL with *cause on error. */
 static struct sbtype *
 sbtype_from_json(const struct sbtypes *types, yajl_val obj, char **cause)
@@ -601,6 +825,29 @@ sbtype_from_json(const struct sbtypes *types, yajl_val obj, char **cause)
 		} else
 			t->runtime = xstrdup(s);
 	}
+	if ((v = json_get(obj, "cap_drop")) != NULL &&
+	    sbtype_get_caps(v, "cap_drop", &t->cap_drop, cause) == -1)
+		goto fail;
+	if ((v = json_get(obj, "cap_add")) != NULL &&
+	    sbtype_get_caps(v, "cap_add", &t->cap_add, cause) == -1)
+		goto fail;
+	if ((v = json_get(obj, "no_new_privileges")) != NULL &&
+	    sbtype_get_bool(
+		v, "no_new_privileges", &t->no_new_privileges, cause) == -1)
+		goto fail;
+	if ((v = json_get(obj, "read_only")) != NULL &&
+	    sbtype_get_bool(v, "read_only", &t->read_only, cause) == -1)
+		goto fail;
+	if ((v = json_get(obj, "tmpfs")) != NULL &&
+	    sbtype_get_tmpfs(v, &t->tmpfs, cause) == -1)
+		goto fail;
+	if ((v = json_get(obj, "user")) != NULL &&
+	    sbtype_get_user(v, &t->user, cause) == -1)
+		goto fail;
+	if ((v = json_get(obj, "init")) != NULL &&
+	    sbtype_get_bool(v, "init", &t->init, cause) == -1)
+		goto fail;
+	sbtype_finish(t);
 	return t;
 fail:
 	sbtype_free(t);

@@ -27,6 +27,13 @@ struct sbtype {
 	int64_t shm_size;	/* bytes, 0 = engine default */
 	int privileged;
 	char *runtime;		/* OCI runtime, or NULL */
+	char **cap_drop;	/* NULL-terminated capability names */
+	char **cap_add;		/* NULL-terminated capability names */
+	int no_new_privileges;	/* SecurityOpt no-new-privileges */
+	int read_only;		/* read-only root filesystem */
+	char **tmpfs;		/* NULL-terminated path, options, ... */
+	char *user;		/* "uid" or "uid:gid", or NULL (the image's) */
+	int init;		/* the engine's init as PID 1 */
 	TAILQ_ENTRY(sbtype) entry;
 };
 TAILQ_HEAD(sbtype_list, sbtype);
@@ -48,10 +55,22 @@ struct sbtypes *sbtypes_new(const char *registry, const char *ns,
     const char *tag, int timeout);
 void sbtypes_free(struct sbtypes *);
 /*
+ * The container defaults every type starts from (runtime-sandbox-server(8),
+ * "Container defaults"); an extension entry overrides any of them.
+ */
+#define SBTYPE_DEF_MEMORY ((int64_t)1 << 30)	  /* 1 GiB, swap the same */
+#define SBTYPE_DEF_NANO_CPUS ((int64_t)1000000000) /* one CPU */
+#define SBTYPE_DEF_PIDS 256
+#define SBTYPE_DEF_TMPFS_PATH "/tmp"
+#define SBTYPE_DEF_TMPFS_OPTS "rw,exec,nosuid,nodev,size=64m,mode=1777"
+
+/*
  * Loads an extension file: a JSON object or array of objects with keys
  * name (required), image (required), runtime_port, environment (object),
  * resource_limits {memory ("512m", bytes), cpu (float), pids}, timeout,
- * description, inject_agent (bool), network, privileged, shm_size, runtime.
+ * description, inject_agent (bool), network, privileged, shm_size, runtime,
+ * cap_drop and cap_add (arrays of capability names), no_new_privileges,
+ * read_only, tmpfs (object path -> options), user ("uid[:gid]"), init.
  * An entry may redefine a built-in type. Returns 0, or -1 with *cause
  * ("file: message", caller frees) and the registry unchanged.
  */

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@
 #include "runtime.h"
 #include "sandbox.h"
 #include "sbtype.h"
+#include "store.h"
 #include "xmalloc.h"
 
 #define API_MAX_PARAMS 5
@@ -88,6 +90,7 @@ struct api {
 	const struct cfg *cfg;
 	struct hc *hc;
 	struct pool *pool;
+	struct store *store;
 	int stopping;
 	char *health; /* the /health body */
 	size_t health_len;
@@ -108,12 +111,15 @@ struct api_ctx {
 	char *rt_url;		       /* the runtime's url, for error texts */
 	const char *rt_path;
 	long rt_timeout; /* seconds */
+	int pending;	 /* cleanup: store and pool calls in flight */
+	char *mount;	 /* create: the checked mount_dir */
 	TAILQ_ENTRY(api_ctx) entry;
 };
 
 static void api_create_from_pool(struct api_ctx *);
 static void api_create(struct api_ctx *);
 static void api_session_keys(struct api_ctx *);
+static void api_cleanup(struct api_ctx *);
 
 /* clang-format off */
 #define API_ID { "identity", API_T_STR, 1 }
@@ -144,6 +150,7 @@ static const struct api_route api_routes[] = {
 	{ "start", pool_start_sandbox, NULL, API_R_FLAG, API_SOFT, { API_ID } },
 	{ "stop", pool_stop_sandbox, NULL, API_R_FLAG, API_SOFT, { API_ID } },
 	{ "get_status", pool_status, NULL, API_R_STATUS, API_SOFT, { API_ID } },
+	{ "cleanup", NULL, api_cleanup, API_R_NAMES, 0, { { 0 } } },
 };
 
 /*
@@ -235,12 +242,21 @@ api_types_text(int types)
 /* ------------------------------------------------------------------ */
 /* Replies. */
 
-/* Sends a reply on a request; the only caller of http_reply_json. */
+/*
+ * Sends a reply on a request; the only caller of http_reply_json. Only
+ * the path is logged: a query may carry a token (/desktop's password).
+ */
 static void
 api_send(struct evhttp_request *req, int status, const char *body, size_t len)
 {
-	if (log_getlevel() >= LOG_LEVEL_DEBUG)
-		log_debug("api: %s: %d", evhttp_request_get_uri(req), status);
+	const struct evhttp_uri *uri;
+	const char *path = NULL;
+
+	if (log_getlevel() >= LOG_LEVEL_DEBUG) {
+		if ((uri = evhttp_request_get_evhttp_uri(req)) != NULL)
+			path = evhttp_uri_get_path(uri);
+		log_debug("api: %.200s: %d", path != NULL ? path : "?", status);
+	}
 	http_reply_json(req, status, body, len);
 }
 
@@ -274,6 +290,7 @@ api_ctx_free(struct api_ctx *c)
 		free(c->env);
 	}
 	free(c->meta);
+	free(c->mount);
 	free(c->rt_url);
 	free(c->method);
 	free(c);
@@ -340,11 +357,31 @@ api_data_send(struct api_ctx *c, yajl_gen g)
 	free(body);
 }
 
+/*
+ * Copies client text for an error message: at most SBX_IDENTITY_MAX
+ * bytes, control characters as '?', "..." when cut.
+ */
+static const char *
+api_show(const char *s, char *buf, size_t size)
+{
+	size_t i, n = strlen(s);
+
+	for (i = 0; i < n && i + 4 < size && i < SBX_IDENTITY_MAX; i++)
+		buf[i] = iscntrl((unsigned char)s[i]) ? '?' : s[i];
+	if (i < n) {
+		memcpy(buf + i, "...", 3);
+		i += 3;
+	}
+	buf[i] = '\0';
+	return buf;
+}
+
 /* Answers a pool error through the error table. */
 static void
 api_pool_fail(struct api_ctx *c, enum pool_err err, const char *cause)
 {
 	const struct api_error *e = api_error_lookup(err);
+	char shown[SBX_IDENTITY_MAX + 8];
 	yajl_gen g;
 
 	if (cause == NULL)
@@ -361,10 +398,11 @@ api_pool_fail(struct api_ctx *c, enum pool_err err, const char *cause)
 		return;
 	}
 	if (err == POOL_ENOTFOUND && c->args[0] != NULL &&
-	    YAJL_IS_STRING(c->args[0]))
-		api_fail(c, e->status, "No container found with id: %s.",
-		    YAJL_GET_STRING(c->args[0]));
-	else
+	    YAJL_IS_STRING(c->args[0])) {
+		api_show(YAJL_GET_STRING(c->args[0]), shown, sizeof shown);
+		api_fail(
+		    c, e->status, "No container found with id: %s.", shown);
+	} else
 		api_fail(c, e->status, "%s", cause);
 }
 
@@ -393,9 +431,9 @@ api_nparams(const struct api_route *rt)
 
 /* Binds a keyword argument; -1 with *cause if it cannot be. */
 static int
-api_bind_named(struct api_ctx *c, const char *key, yajl_val v, char **cause)
+api_bind_named(const struct api_route *rt, yajl_val *args, const char *key,
+    yajl_val v, char **cause)
 {
-	const struct api_route *rt = c->route;
 	size_t i, n = api_nparams(rt);
 
 	for (i = 0; i < n; i++)
@@ -404,24 +442,25 @@ api_bind_named(struct api_ctx *c, const char *key, yajl_val v, char **cause)
 	if (i == n) {
 		if (rt->flags & API_EXTRA)
 			return 0;
-		xasprintf(cause, "%s() got an unexpected keyword argument '%s'",
-		    rt->name, key);
+		xasprintf(cause,
+		    "%s() got an unexpected keyword argument '%.80s'", rt->name,
+		    key);
 		return -1;
 	}
-	if (c->args[i] != NULL) {
+	if (args[i] != NULL) {
 		xasprintf(cause, "%s() got multiple values for argument '%s'",
 		    rt->name, key);
 		return -1;
 	}
-	c->args[i] = v;
+	args[i] = v;
 	return 0;
 }
 
 /* Binds positional arguments ("args": a value or a list of them). */
 static int
-api_bind_positional(struct api_ctx *c, yajl_val pos, char **cause)
+api_bind_positional(
+    const struct api_route *rt, yajl_val *args, yajl_val pos, char **cause)
 {
-	const struct api_route *rt = c->route;
 	size_t i, n, np = api_nparams(rt);
 
 	n = YAJL_IS_ARRAY(pos) ? pos->u.array.len : 1;
@@ -433,31 +472,24 @@ api_bind_positional(struct api_ctx *c, yajl_val pos, char **cause)
 		return -1;
 	}
 	for (i = 0; i < n; i++)
-		c->args[i] = YAJL_IS_ARRAY(pos) ? pos->u.array.values[i] : pos;
+		args[i] = YAJL_IS_ARRAY(pos) ? pos->u.array.values[i] : pos;
 	return 0;
 }
 
 /*
- * Parses the body and maps it onto the route's parameters: members by
- * name, "args" (a value or a list) by position, "kwargs" (an object)
- * merged by name. Then checks required parameters and types.
+ * Maps a parsed body onto a route's parameters (args, API_MAX_PARAMS
+ * slots, all NULL on entry): members by name, "args" (a value or a list)
+ * by position, "kwargs" (an object) merged by name. Then checks required
+ * parameters and types. A pure function of its input: no I/O, no state.
  */
 static int
-api_parse(struct api_ctx *c, char **cause)
+api_bind(const struct api_route *rt, yajl_val t, yajl_val *args, char **cause)
 {
-	const struct api_route *rt = c->route;
-	const char *body, *key;
-	yajl_val t, v, kw;
-	size_t len, i, j, np;
+	const char *key;
+	yajl_val v, kw;
+	size_t i, j, np;
 	char *err, *want;
 
-	body = http_body(c->req, &len);
-	if ((c->tree = json_parse(body, len, &err)) == NULL) {
-		xasprintf(cause, "request body: %s", err);
-		free(err);
-		return -1;
-	}
-	t = c->tree;
 	if (!YAJL_IS_OBJECT(t)) {
 		want = api_types_text(api_type(t));
 		xasprintf(cause,
@@ -467,7 +499,7 @@ api_parse(struct api_ctx *c, char **cause)
 	}
 	/* Positional first, so that a name given twice is always caught. */
 	if ((v = json_get(t, "args")) != NULL &&
-	    api_bind_positional(c, v, cause) != 0)
+	    api_bind_positional(rt, args, v, cause) != 0)
 		return -1;
 	for (i = 0; i < t->u.object.len; i++) {
 		key = t->u.object.keys[i];
@@ -475,7 +507,7 @@ api_parse(struct api_ctx *c, char **cause)
 		if (strcmp(key, "args") == 0)
 			continue;
 		if (strcmp(key, "kwargs") != 0) {
-			if (api_bind_named(c, key, v, cause) != 0)
+			if (api_bind_named(rt, args, key, v, cause) != 0)
 				return -1;
 			continue;
 		}
@@ -485,13 +517,13 @@ api_parse(struct api_ctx *c, char **cause)
 			return -1;
 		}
 		for (j = 0; j < kw->u.object.len; j++)
-			if (api_bind_named(c, kw->u.object.keys[j],
+			if (api_bind_named(rt, args, kw->u.object.keys[j],
 				kw->u.object.values[j], cause) != 0)
 				return -1;
 	}
 	np = api_nparams(rt);
 	for (i = 0; i < np; i++) {
-		v = c->args[i];
+		v = args[i];
 		if (v == NULL && rt->params[i].required) {
 			xasprintf(cause,
 			    "%s() missing 1 required positional argument: '%s'",
@@ -509,6 +541,23 @@ api_parse(struct api_ctx *c, char **cause)
 		}
 	}
 	return 0;
+}
+
+/* Parses the request body and binds it to the route's parameters. */
+static int
+api_parse(struct api_ctx *c, char **cause)
+{
+	const char *body;
+	size_t len;
+	char *err;
+
+	body = http_body(c->req, &len);
+	if ((c->tree = json_parse(body, len, &err)) == NULL) {
+		xasprintf(cause, "request body: %s", err);
+		free(err);
+		return -1;
+	}
+	return api_bind(c->route, c->tree, c->args, cause);
 }
 
 /* An object parameter as JSON text, or NULL when absent or null. */
@@ -633,6 +682,46 @@ api_rt_error(const struct api_ctx *c, const struct hc_resp *r)
 	return s;
 }
 
+/*
+ * The text for a 2xx runtime reply that is not a JSON object: what a
+ * broken or hostile container may send. Its first bytes are shown,
+ * control characters as '?'. Caller frees.
+ */
+static char *
+api_rt_garbage(const struct api_ctx *c, const struct hc_resp *r)
+{
+	char shown[SBX_IDENTITY_MAX + 8], *head, *s;
+
+	head = xstrndup(r->body, r->len < 64 ? r->len : 64);
+	api_show(head, shown, sizeof shown);
+	xasprintf(&s,
+	    "the sandbox runtime's reply is not a JSON object "
+	    "(%zu bytes: '%s%s') for url: %s%s",
+	    r->len, shown, r->len > 64 ? "..." : "", c->rt_url, c->rt_path);
+	free(head);
+	return s;
+}
+
+/* Emits a reply body that is a JSON object; -1 (nothing emitted) if not. */
+static int
+api_rt_object(yajl_gen g, const struct hc_resp *r)
+{
+	char *err;
+	yajl_val v;
+
+	if ((v = json_parse(r->body, r->len, &err)) == NULL) {
+		free(err);
+		return -1;
+	}
+	if (!YAJL_IS_OBJECT(v)) {
+		yajl_tree_free(v);
+		return -1;
+	}
+	json_gen_tree(g, v);
+	yajl_tree_free(v);
+	return 0;
+}
+
 /* 1 if the runtime call succeeded with a 2xx status. */
 static int
 api_rt_ok(const struct hc_resp *r)
@@ -678,12 +767,10 @@ api_gen_tools(yajl_gen g, const struct api_ctx *c, const struct hc_resp *r)
 		json_gen_str(g, "generic");
 		api_gen_generic(g);
 		yajl_gen_map_close(g);
-	} else if (v != NULL)
-		json_gen_tree(g, v);
-	else if (api_rt_ok(r))
-		json_gen_strn(g, r->body, r->len);
+	} else if (v != NULL && YAJL_IS_OBJECT(v))
+		json_gen_tree(g, v); /* the runtime's own isError */
 	else {
-		err = api_rt_error(c, r);
+		err = api_rt_ok(r) ? api_rt_garbage(c, r) : api_rt_error(c, r);
 		api_gen_iserror(g, err);
 		free(err);
 	}
@@ -714,8 +801,12 @@ api_on_runtime(const struct hc_resp *r, void *arg)
 			log_debug("api: %s: runtime: %s", c->method, err);
 			api_gen_iserror(g, err);
 			free(err);
-		} else if (json_gen_raw(g, r->body, r->len) != 0)
-			json_gen_strn(g, r->body, r->len);
+		} else if (api_rt_object(g, r) != 0) {
+			err = api_rt_garbage(c, r);
+			log_warnx("api: %s: %s", c->method, err);
+			api_gen_iserror(g, err);
+			free(err);
+		}
 		break;
 	}
 	api_data_send(c, g);
@@ -856,46 +947,95 @@ api_create_from_pool(struct api_ctx *c)
 	pool_create_from_pool(c->api->pool, type, c->meta, api_on_pool, c);
 }
 
-/* 1 if path is absolute and has no ".." component. */
-static int
-api_path_ok(const char *path)
+/*
+ * Checks the form of a requested mount_dir: absolute, normalised (no
+ * empty, "." or ".." component, no trailing '/'), at most PATH_MAX bytes,
+ * no control characters, and no ':' or ',' (they would end the engine's
+ * bind specification). A pure function: no file system access.
+ */
+static const char *
+api_path_form(const char *path)
 {
-	const char *p;
+	const char *seg, *slash;
+	size_t i, n;
 
 	if (path[0] != '/')
-		return 0;
-	for (p = path; (p = strstr(p, "..")) != NULL; p += 2)
-		if (p[-1] == '/' && (p[2] == '/' || p[2] == '\0'))
-			return 0;
-	return 1;
+		return "not an absolute path";
+	for (i = 0; path[i] != '\0'; i++) {
+		if (i >= PATH_MAX)
+			return "longer than PATH_MAX";
+		if (iscntrl((unsigned char)path[i]) || path[i] == ':' ||
+		    path[i] == ',')
+			return "holds a control character, ':' or ','";
+	}
+	if (i == 1)
+		return "is /";
+	for (seg = path + 1;; seg = slash + 1) {
+		slash = strchr(seg, '/');
+		n = slash != NULL ? (size_t)(slash - seg) : strlen(seg);
+		if (n == 0)
+			return "not normalised (empty component or trailing /)";
+		if ((n == 1 && seg[0] == '.') ||
+		    (n == 2 && seg[0] == '.' && seg[1] == '.'))
+			return "has a '.' or '..' component";
+		if (slash == NULL)
+			return NULL;
+	}
 }
 
-/* The mount_dir of a create by policy: the directory, or NULL. */
-static const char *
-api_mount_dir(struct api_ctx *c, const char *dir)
+/* 1 if path is dir or below it. */
+static int
+api_path_under(const char *path, const char *dir)
+{
+	size_t n;
+
+	if (path == NULL || dir == NULL)
+		return 0;
+	n = strlen(dir);
+	return strncmp(path, dir, n) == 0 &&
+	    (path[n] == '\0' || path[n] == '/' || (n == 1 && dir[0] == '/'));
+}
+
+/*
+ * Checks a requested mount_dir against ALLOW_MOUNT_DIR's roots: its form,
+ * then that it exists, is a directory, and really (symbolic links
+ * resolved) lies strictly below one of the roots and outside sandpool's
+ * own directories. Returns the resolved path (caller frees), or NULL with
+ * *cause.
+ */
+static char *
+api_mount_dir_check(const struct cfg *cfg, const char *dir, const char **cause)
 {
 	struct stat st;
+	char *real;
+	char *const *r;
 
-	if (dir == NULL)
+	if ((*cause = api_path_form(dir)) != NULL)
 		return NULL;
-	if (!c->api->cfg->allow_mount_dir) {
-		log_warnx("api: %s: mount_dir ignored: ALLOW_MOUNT_DIR is off",
-		    c->method);
-		return NULL;
-	}
-	if (!api_path_ok(dir)) {
-		log_warnx("api: %s: mount_dir ignored: not an absolute path "
-			  "without '..'",
-		    c->method);
+	if ((real = realpath(dir, NULL)) == NULL || stat(real, &st) != 0 ||
+	    !S_ISDIR(st.st_mode)) {
+		free(real);
+		*cause = "not an existing directory";
 		return NULL;
 	}
-	if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
-		log_warnx("api: %s: mount_dir ignored: not an existing "
-			  "directory",
-		    c->method);
+	for (r = cfg->mount_dir_roots; r != NULL && *r != NULL; r++)
+		if (api_path_under(real, *r) && strcmp(real, *r) != 0)
+			break;
+	if (r == NULL || *r == NULL) {
+		free(real);
+		*cause = "not below a directory of SANDPOOL_MOUNT_DIR_ROOTS";
 		return NULL;
 	}
-	return dir;
+	if ((cfg->default_mount_dir != NULL &&
+		(api_path_under(real, cfg->default_mount_dir) ||
+		    api_path_under(cfg->default_mount_dir, real))) ||
+	    api_path_under(real, cfg->run_dir) ||
+	    api_path_under(cfg->run_dir, real)) {
+		free(real);
+		*cause = "overlaps DEFAULT_MOUNT_DIR or SANDPOOL_RUN_DIR";
+		return NULL;
+	}
+	return real;
 }
 
 /*
@@ -946,7 +1086,7 @@ api_environment(struct api_ctx *c, yajl_val env, char **cause)
 static void
 api_create(struct api_ctx *c)
 {
-	const char *type = api_str(c, 0), *mount;
+	const char *type = api_str(c, 0), *mount, *why;
 	char *cause;
 	yajl_gen g;
 
@@ -965,14 +1105,118 @@ api_create(struct api_ctx *c)
 		api_data_send(c, g);
 		return;
 	}
-	mount = api_mount_dir(c, api_str(c, 1));
+	if ((mount = api_str(c, 1)) != NULL && !c->api->cfg->allow_mount_dir) {
+		/* As upstream: ignored, with a warning. */
+		log_warnx("api: %s: mount_dir ignored: ALLOW_MOUNT_DIR is off",
+		    c->method);
+		mount = NULL;
+	}
+	if (mount != NULL &&
+	    (c->mount = api_mount_dir_check(c->api->cfg, mount, &why)) ==
+		NULL) {
+		api_fail(c, 500, "mount_dir: %s", why);
+		return;
+	}
 	if (api_str(c, 2) != NULL)
 		log_debug("api: %s: storage_path accepted and ignored "
 			  "(not implemented yet)",
 		    c->method);
 	c->meta = api_json_text(c->args[4]);
 	pool_create(c->api->pool, type, c->meta, (const char *const *)c->env,
-	    mount, api_on_pool, c);
+	    c->mount, api_on_pool, c);
+}
+
+/* One step of a cleanup ended; the last one answers data null. */
+static void
+api_cleanup_step_done(struct api_ctx *c)
+{
+	yajl_gen g;
+
+	if (--c->pending > 0)
+		return;
+	g = api_data_new();
+	json_gen_null(g);
+	api_data_send(c, g);
+}
+
+/* A sandbox of the cleanup is released (or was already gone). */
+static void
+api_cleanup_on_release(const struct pool_reply *r, void *arg)
+{
+	struct api_ctx *c = arg;
+
+	if (r->err != POOL_OK)
+		log_warnx("api: cleanup: release: %s",
+		    r->cause != NULL ? r->cause : "failed");
+	api_cleanup_step_done(c);
+}
+
+/* A record of the cleanup: release it if it is this instance's and live. */
+static void
+api_cleanup_on_get(const struct store_reply *r, void *arg)
+{
+	struct api_ctx *c = arg;
+	const struct sbx *rec = r->rec;
+
+	if (r->err == STORE_OK && rec != NULL && rec->instance != NULL &&
+	    strcmp(rec->instance, c->api->cfg->instance_id) == 0 &&
+	    (rec->state == SBX_WARM || rec->state == SBX_RUNNING) &&
+	    c->api->pool != NULL && !c->api->stopping) {
+		c->pending++;
+		pool_release(c->api->pool, rec->container_name,
+		    api_cleanup_on_release, c);
+	}
+	api_cleanup_step_done(c);
+}
+
+/* Every record name is known: look each one up. */
+static void
+api_cleanup_on_list(const struct store_reply *r, void *arg)
+{
+	struct api_ctx *c = arg;
+	struct store_req q;
+	size_t i;
+
+	if (r->err != STORE_OK) {
+		api_pool_fail(c, POOL_EUNAVAIL, r->cause);
+		return;
+	}
+	c->pending = 1 + (int)r->nnames;
+	for (i = 0; i < r->nnames; i++) {
+		memset(&q, 0, sizeof q);
+		q.op = STORE_GET;
+		q.name = r->names[i];
+		store_run(c->api->store, &q, api_cleanup_on_get, c);
+	}
+	api_cleanup_step_done(c);
+}
+
+/*
+ * POST /cleanup {}: upstream releases every sandbox of the state store,
+ * for any client (and SandboxManager's __exit__ calls it). Here it is off
+ * unless SANDPOOL_ALLOW_CLEANUP_ROUTE=true, and then releases only the
+ * live sandboxes of this instance (warm ones too; the pools refill).
+ */
+static void
+api_cleanup(struct api_ctx *c)
+{
+	struct store_req q;
+
+	if (!c->api->cfg->allow_cleanup) {
+		api_fail(c, 403,
+		    "this route is disabled: it would release every sandbox "
+		    "of the server (SANDPOOL_ALLOW_CLEANUP_ROUTE=true enables "
+		    "it for this instance's sandboxes)");
+		return;
+	}
+	if (c->api->store == NULL) {
+		api_pool_fail(c, POOL_EUNAVAIL, "the server is starting");
+		return;
+	}
+	log_info("api: %s: releasing this instance's sandboxes", c->method);
+	memset(&q, 0, sizeof q);
+	q.op = STORE_LIST;
+	store_run(c->api->store, &q, api_cleanup_on_list, c);
 }
 
 /* POST /list_session_keys {}. */
@@ -1028,6 +1272,46 @@ api_not_allowed(struct evhttp_request *req, const char *allow)
 	api_send_detail(req, 405, "Method Not Allowed");
 }
 
+/*
+ * An identity that no sandbox can have (too long, or characters outside
+ * [A-Za-z0-9_.-]) is answered as an unknown one, without a lookup:
+ * release says true, start and stop false, get_status null, the rest
+ * "No container found with id".
+ */
+static void
+api_bad_identity(struct api_ctx *c)
+{
+	yajl_gen g;
+
+	if (c->route->op == pool_release) {
+		g = api_data_new();
+		json_gen_bool(g, 1);
+		api_data_send(c, g);
+		return;
+	}
+	api_pool_fail(c, POOL_ENOTFOUND, NULL);
+}
+
+/*
+ * Checks the request's bearer token (spec 1.2) in constant time; answers
+ * 401 and returns -1 when it does not pass.
+ */
+int
+api_check_auth(struct api *api, struct evhttp_request *req)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	enum auth_result ar;
+
+	ar = auth_check(api->cfg->bearer_token,
+	    evhttp_find_header(
+		evhttp_request_get_input_headers(req), "Authorization"));
+	if (ar == AUTH_OK)
+		return 0;
+	evhttp_add_header(out, "WWW-Authenticate", "Bearer");
+	api_send_detail(req, 401, auth_detail(ar));
+	return -1;
+}
+
 /* Serves one request. */
 void
 api_request(struct evhttp_request *req, void *arg)
@@ -1039,7 +1323,6 @@ api_request(struct evhttp_request *req, void *arg)
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const struct api_route *rt;
 	const char *path = NULL, *origin;
-	enum auth_result ar;
 	struct api_ctx *c;
 	char *cause;
 
@@ -1075,13 +1358,8 @@ api_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	/* Auth before the body is looked at. */
-	ar = auth_check(
-	    api->cfg->bearer_token, evhttp_find_header(in, "Authorization"));
-	if (ar != AUTH_OK) {
-		evhttp_add_header(out, "WWW-Authenticate", "Bearer");
-		api_send_detail(req, 401, auth_detail(ar));
+	if (api_check_auth(api, req) != 0)
 		return;
-	}
 
 	c = xcalloc(1, sizeof *c);
 	c->api = api;
@@ -1100,6 +1378,11 @@ api_request(struct evhttp_request *req, void *arg)
 	if (api_parse(c, &cause) != 0) {
 		api_fail(c, 500, "%s", cause);
 		free(cause);
+		return;
+	}
+	if (rt->op != NULL && strcmp(rt->params[0].name, "identity") == 0 &&
+	    !sbx_identity_ok(api_str(c, 0))) {
+		api_bad_identity(c);
 		return;
 	}
 	if (rt->op != NULL)
@@ -1178,6 +1461,13 @@ void
 api_set_pool(struct api *api, struct pool *pool)
 {
 	api->pool = pool;
+}
+
+/* The state store, for the routes that read it (cleanup). */
+void
+api_set_store(struct api *api, struct store *store)
+{
+	api->store = store;
 }
 
 /* Refuses new RPC calls from now on. */

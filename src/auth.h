@@ -21,7 +21,10 @@ enum auth_result {
 enum auth_result auth_check(const char *token, const char *header);
 /* The 401 detail text for a failure ("Authentication required", ...). */
 const char *auth_detail(enum auth_result);
-/* 1 if a and b are equal; time depends on the lengths, not the content. */
+/*
+ * 1 if the offered a equals the secret b; the time depends on b's length
+ * only (also for /desktop's password against a sandbox's runtime token).
+ */
 int auth_equal(const char *a, size_t alen, const char *b, size_t blen);
 
 #endif

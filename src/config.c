@@ -44,6 +44,8 @@ extern char **environ;
 #define CFG_SHOW_MAX 60
 /* Longest SANDPOOL_RUN_DIR: <dir>/<25-char id>/agent.sock fits sun_path. */
 #define CFG_MAX_RUN_DIR (107 - 1 - 25 - (int)sizeof("/agent.sock") + 1)
+/* Unknown keys warned about one by one, with a suggestion. */
+#define CFG_MAX_UNKNOWN 20
 /* Longest container name prefix: prefix + 25-char id <= 63. */
 #define CFG_MAX_PREFIX 38
 
@@ -219,6 +221,20 @@ static const struct cfg_key cfg_keys[] = {
 	    "largest request body in bytes"),
 	B("SANDPOOL_KEEP_WORKSPACE", "false", F(keep_workspace),
 	    "keep a sandbox's workspace dir after release"),
+	L("SANDPOOL_MAX_HEADERS", "16384", 1024, 1048576, F(max_headers),
+	    "largest request header block in bytes"),
+	I("SANDPOOL_MAX_CONNECTIONS", "512", 1, 1000000, F(max_connections),
+	    "client connections served at once; more wait to be accepted"),
+	I("SANDPOOL_IDLE_TIMEOUT", "60", 1, 86400, F(idle_timeout),
+	    "seconds a client connection may stay silent"),
+	I("SANDPOOL_REQUEST_TIMEOUT", "60", 1, 86400, F(request_timeout),
+	    "seconds a client has to send a whole request once begun"),
+	B("SANDPOOL_ALLOW_NO_AUTH", "false", F(allow_no_auth),
+	    "allow a non-loopback HOST with an empty BEARER_TOKEN"),
+	B("SANDPOOL_ALLOW_CLEANUP_ROUTE", "false", F(allow_cleanup),
+	    "serve /cleanup (releases this instance's sandboxes)"),
+	LIST("SANDPOOL_MOUNT_DIR_ROOTS", "", F(mount_dir_roots),
+	    "dirs under which ALLOW_MOUNT_DIR accepts a create's mount_dir"),
 
 	/* Other backends: parsed and checked, not used. */
 	E("FILE_SYSTEM", "local", cfg_file_systems, NOF,
@@ -326,6 +342,7 @@ struct cfg_ctx {
 	struct cfg_val vals[CFG_NKEYS];
 	struct cfg_errs errs;
 	int nerrs;
+	int nunknown; /* unknown keys of the file */
 };
 
 /* A growable string. */
@@ -1343,20 +1360,17 @@ cfg_warn_unknown(const char *file, int line, const char *name)
 		log_warnx("config: %s:%d: unknown key %s", file, line, name);
 }
 
-/* Loads the lines of the chosen file into ctx->lines. */
+/*
+ * Loads the lines of a file's text (buf, len bytes followed by a NUL, in
+ * place) into ctx->lines. Takes ownership of buf.
+ */
 static int
-cfg_load_file(struct cfg_ctx *ctx, const char *path)
+cfg_load_text(struct cfg_ctx *ctx, const char *path, char *buf, size_t len)
 {
 	struct cfg_val where = {NULL, path, 0, NULL};
-	char *buf, *line, *next, *name, *value, *cause;
-	size_t len;
+	char *line, *next, *name, *value, *cause;
 	int n;
 
-	if ((buf = cfg_read_file(path, &len, &cause)) == NULL) {
-		cfg_error(ctx, NULL, "%s: %s", path, cause);
-		free(cause);
-		return -1;
-	}
 	if (memchr(buf, '\0', len) != NULL) {
 		cfg_error(ctx, NULL, "%s: contains a NUL byte", path);
 		free(buf);
@@ -1380,12 +1394,32 @@ cfg_load_file(struct cfg_ctx *ctx, const char *path)
 			ctx->lines[ctx->nlines].value = value;
 			ctx->lines[ctx->nlines].line = where.line;
 			ctx->nlines++;
-			if (cfg_key_index(name) == -1)
+			/* Suggestions cost a comparison with every key. */
+			if (cfg_key_index(name) == -1 &&
+			    ++ctx->nunknown <= CFG_MAX_UNKNOWN)
 				cfg_warn_unknown(path, where.line, name);
 		}
 	}
 	free(buf);
+	if (ctx->nunknown > CFG_MAX_UNKNOWN)
+		log_warnx("config: %s: %d more unknown keys", path,
+		    ctx->nunknown - CFG_MAX_UNKNOWN);
 	return 0;
+}
+
+/* Loads the lines of the chosen file into ctx->lines. */
+static int
+cfg_load_file(struct cfg_ctx *ctx, const char *path)
+{
+	char *buf, *cause;
+	size_t len;
+
+	if ((buf = cfg_read_file(path, &len, &cause)) == NULL) {
+		cfg_error(ctx, NULL, "%s: %s", path, cause);
+		free(cause);
+		return -1;
+	}
+	return cfg_load_text(ctx, path, buf, len);
 }
 
 /* Picks the file by the rules of spec 2.1 and loads it. */
@@ -1491,6 +1525,74 @@ cfg_bfcl_env(struct cfg *cfg, const struct cfg_ctx *ctx)
 	free(sub);
 }
 
+/* 1 if host names only loopback addresses. */
+int
+cfg_host_is_loopback(const char *host)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (host == NULL)
+		return 0;
+	if (strcasecmp(host, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6) ||
+		    (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	return 0;
+}
+
+/*
+ * Checks SANDPOOL_MOUNT_DIR_ROOTS: each an existing directory given by an
+ * absolute path, replaced by its canonical form (symbolic links resolved)
+ * so that requested dirs are compared with what they really are.
+ */
+static void
+cfg_check_mount_roots(struct cfg_ctx *ctx, struct cfg *cfg)
+{
+	const struct cfg_val *v =
+	    &ctx->vals[cfg_idx("SANDPOOL_MOUNT_DIR_ROOTS")];
+	char buf[CFG_SHOW_MAX + 8], *real;
+	struct stat st;
+	char **r;
+
+	for (r = cfg->mount_dir_roots; r != NULL && *r != NULL; r++) {
+		if ((*r)[0] != '/' || strcmp(*r, "/") == 0 ||
+		    strpbrk(*r, ":,") != NULL) {
+			cfg_error(ctx, v,
+			    "SANDPOOL_MOUNT_DIR_ROOTS: '%s' is not an absolute "
+			    "path other than / (without ':' or ',')",
+			    cfg_show(*r, buf, sizeof buf));
+			continue;
+		}
+		if ((real = realpath(*r, NULL)) == NULL ||
+		    stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			cfg_error(ctx, v,
+			    "SANDPOOL_MOUNT_DIR_ROOTS: %s: not an existing "
+			    "directory",
+			    cfg_show(*r, buf, sizeof buf));
+			free(real);
+			continue;
+		}
+		if (strcmp(real, "/") == 0) {
+			cfg_error(ctx, v,
+			    "SANDPOOL_MOUNT_DIR_ROOTS: %s: resolves to /",
+			    cfg_show(*r, buf, sizeof buf));
+			free(real);
+			continue;
+		}
+		free(*r);
+		*r = real;
+	}
+	if (cfg->allow_mount_dir &&
+	    (cfg->mount_dir_roots == NULL || cfg->mount_dir_roots[0] == NULL))
+		log_warnx("config: ALLOW_MOUNT_DIR=true but "
+			  "SANDPOOL_MOUNT_DIR_ROOTS is empty: every mount_dir "
+			  "will be refused");
+}
+
 /* Checks what involves several keys, once each key is parsed. */
 static void
 cfg_cross_check(struct cfg_ctx *ctx, struct cfg_priv *priv)
@@ -1499,6 +1601,19 @@ cfg_cross_check(struct cfg_ctx *ctx, struct cfg_priv *priv)
 	const struct cfg_val *v;
 	char host[256];
 	size_t i;
+
+	v = &ctx->vals[cfg_idx("HOST")];
+	if (cfg->host != NULL && !cfg_host_is_loopback(cfg->host) &&
+	    (cfg->bearer_token == NULL || *cfg->bearer_token == '\0') &&
+	    !cfg->allow_no_auth)
+		cfg_error(ctx, v,
+		    "HOST=%s is not a loopback address and BEARER_TOKEN is "
+		    "empty: anyone who can reach the port would control the "
+		    "sandboxes; set BEARER_TOKEN, or "
+		    "SANDPOOL_ALLOW_NO_AUTH=true "
+		    "to accept this",
+		    cfg_show(cfg->host, host, sizeof host));
+	cfg_check_mount_roots(ctx, cfg);
 
 	v = &ctx->vals[cfg_idx("WORKERS")];
 	if (cfg->workers > 1 && !cfg->redis_enabled)

@@ -63,6 +63,13 @@ struct cfg {
 	int refill_concurrency;		/* SANDPOOL_REFILL_CONCURRENCY */
 	long max_body;			/* SANDPOOL_MAX_BODY, bytes */
 	int keep_workspace;		/* SANDPOOL_KEEP_WORKSPACE */
+	long max_headers;		/* SANDPOOL_MAX_HEADERS, bytes */
+	int max_connections;		/* SANDPOOL_MAX_CONNECTIONS */
+	int idle_timeout;		/* SANDPOOL_IDLE_TIMEOUT, seconds */
+	int request_timeout;		/* SANDPOOL_REQUEST_TIMEOUT, seconds */
+	int allow_no_auth;		/* SANDPOOL_ALLOW_NO_AUTH */
+	int allow_cleanup;		/* SANDPOOL_ALLOW_CLEANUP_ROUTE */
+	char **mount_dir_roots;		/* SANDPOOL_MOUNT_DIR_ROOTS, resolved */
 
 	/* Sandbox types, built-in plus --extension files. */
 	struct sbtypes *types;
@@ -85,5 +92,7 @@ struct cfg *cfg_load(const struct cfg_args *, FILE *errf);
 void cfg_free(struct cfg *);
 /* Prints the effective configuration, secrets masked, as KEY=VALUE lines. */
 void cfg_print(const struct cfg *, FILE *);
+/* 1 if host (HOST) names only loopback: 127.0.0.0/8, ::1, localhost. */
+int cfg_host_is_loopback(const char *host);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * http: the inbound HTTP server glue over evhttp: one listening socket,
- * the limits (body, headers, idle timeout), one generic callback, and the
- * one helper every reply goes through.
+ * the limits (body, headers, connections, idle and request time), one
+ * generic callback, and the one helper every reply goes through.
  */
 #ifndef SANDPOOL_HTTP_H
 #define SANDPOOL_HTTP_H
@@ -15,11 +15,22 @@ struct http;
 typedef void (*http_request_cb)(struct evhttp_request *, void *arg);
 
 struct http_params {
-	const char *host;   /* bind address (HOST) */
-	int port;	    /* PORT */
-	size_t max_body;    /* largest request body, bytes */
-	size_t max_headers; /* largest request header block, bytes */
-	int timeout;	    /* seconds an idle or slow client may take */
+	const char *host;	/* bind address (HOST) */
+	int port;		/* PORT */
+	size_t max_body;	/* largest request body, bytes */
+	size_t max_headers;	/* largest request header block, bytes */
+	int timeout;		/* seconds a connection may stay silent */
+	int request_timeout;	/* seconds to send a request once begun;
+				   0 = no limit */
+	int max_connections;	/* connections served at once; 0 = no limit */
+};
+
+/* What the server has done to protect itself, for logs and tests. */
+struct http_stats {
+	int connections;	/* client connections at the last count */
+	int paused;		/* 1 while accepting is paused (at the limit) */
+	unsigned long cut;	/* connections closed for a slow request */
+	unsigned long pauses;	/* times accepting was paused */
 };
 
 /*
@@ -32,6 +43,8 @@ struct http *http_new(struct event_base *, const struct http_params *,
 void http_stop_accepting(struct http *);
 /* Frees the server, its connections and their unanswered requests. */
 void http_free(struct http *);
+/* Copies the counters into *st. */
+void http_get_stats(const struct http *, struct http_stats *st);
 
 /*
  * Answers req with status and a JSON body (Content-Type application/json).

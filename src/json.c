@@ -1,6 +1,7 @@
 /*
  * json: depth-bounded parsing and generation helpers over yajl.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,11 +42,41 @@ json_depth_ok(const char *buf, size_t len)
 			break;
 		case ']':
 		case '}':
-			depth--;
+			/* More closed than opened: not JSON, whatever follows.
+			 */
+			if (--depth < 0)
+				return 1;
 			break;
 		}
 	}
 	return 1;
+}
+
+/*
+ * Whether a string of the text escapes a NUL (\u0000): yajl's tree keeps
+ * strings NUL-terminated, so "a\u0000b" would quietly become "a".
+ */
+static int
+json_has_nul_escape(const char *buf, size_t len)
+{
+	size_t i;
+	int in_str = 0;
+
+	for (i = 0; i < len; i++) {
+		if (!in_str) {
+			in_str = buf[i] == '"';
+			continue;
+		}
+		if (buf[i] == '"')
+			in_str = 0;
+		else if (buf[i] == '\\' && i + 1 < len) {
+			if (buf[i + 1] == 'u' && i + 5 < len &&
+			    memcmp(buf + i + 2, "0000", 4) == 0)
+				return 1;
+			i++;
+		}
+	}
+	return 0;
 }
 
 /* Parses JSON text into a tree, refusing too deep nesting. */
@@ -58,12 +89,17 @@ json_parse(const char *buf, size_t len, char **cause)
 
 	*cause = NULL;
 	if (!json_depth_ok(buf, len)) {
-		xasprintf(cause, "JSON nested deeper than %d levels",
-		    JSON_MAX_DEPTH);
+		xasprintf(
+		    cause, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
 		return NULL;
 	}
 	if (memchr(buf, '\0', len) != NULL) {
 		*cause = xstrdup("JSON text contains a NUL byte");
+		return NULL;
+	}
+	if (json_has_nul_escape(buf, len)) {
+		*cause = xstrdup("a JSON string holds a NUL (\\u0000), which "
+				 "is not supported");
 		return NULL;
 	}
 	text = xmalloc(len + 1);
@@ -227,9 +263,17 @@ json_gen_double(yajl_gen g, double v)
 	char buf[64];
 	int n;
 
+	/* JSON has no inf or nan; a huge value would not fit "%.6f". */
+	if (!isfinite(v)) {
+		yajl_gen_null(g);
+		return;
+	}
 	n = snprintf(buf, sizeof buf, "%.6f", v);
-	while (n > 1 && buf[n - 1] == '0' && buf[n - 2] != '.')
-		buf[--n] = '\0';
+	if (n < 0 || (size_t)n >= sizeof buf)
+		n = snprintf(buf, sizeof buf, "%.17g", v);
+	else
+		while (n > 1 && buf[n - 1] == '0' && buf[n - 2] != '.')
+			buf[--n] = '\0';
 	yajl_gen_number(g, buf, n);
 }
 

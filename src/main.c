@@ -12,6 +12,7 @@
 #define PACKAGE_VERSION "unknown"
 #endif
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -34,12 +35,13 @@
 #include "http.h"
 #include "log.h"
 #include "pool.h"
+#include "sbtype.h"
 #include "store.h"
 #include "xmalloc.h"
 
-#define MAIN_MAX_HEADERS (16 * 1024)
-#define MAIN_HTTP_TIMEOUT 60
 #define MAIN_HC_CONNS 4
+/* File descriptors kept for everything but client connections. */
+#define MAIN_FD_RESERVE 256
 
 /* Everything the daemon owns, in order of acquisition. */
 struct main_ctx {
@@ -83,23 +85,6 @@ main_usage(FILE *f)
 	    "runtime-sandbox-server.env(5).\n");
 }
 
-/* 1 if host names a loopback address. */
-static int
-main_is_loopback(const char *host)
-{
-	struct in6_addr a6;
-	struct in_addr a4;
-
-	if (strcasecmp(host, "localhost") == 0)
-		return 1;
-	if (inet_pton(AF_INET, host, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, host, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6) ||
-		    (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
-	return 0;
-}
-
 /* mkdir -p: intermediate directories 0755, the last one mode. */
 static int
 main_mkdirs(const char *path, mode_t mode)
@@ -126,6 +111,30 @@ main_mkdirs(const char *path, mode_t mode)
 	}
 	free(p);
 	return rc;
+}
+
+/*
+ * Raises the soft limit on open files so that SANDPOOL_MAX_CONNECTIONS
+ * clients and the rest (dockerd, runtimes, files) fit: accept(2) failing
+ * with EMFILE would otherwise spin the listener.
+ */
+static void
+main_fd_limit(const struct cfg *cfg)
+{
+	rlim_t need = (rlim_t)cfg->max_connections + MAIN_FD_RESERVE;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need
+	    ? need
+	    : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < need)
+		log_warnx("open files limited to %lu: fewer than "
+			  "SANDPOOL_MAX_CONNECTIONS=%d + %d; lower it or raise "
+			  "the limit",
+		    (unsigned long)rl.rlim_cur, cfg->max_connections,
+		    MAIN_FD_RESERVE);
 }
 
 /* The pool finished shutting down: leave the loop. */
@@ -179,20 +188,13 @@ main_on_pool_started(int err, const char *cause, void *arg)
 		    m->cfg->pool_size);
 }
 
-/* dockerd answered the ping: build the pool and serve the RPC routes. */
+/* Builds the pool and serves the RPC routes. */
 static void
-main_on_ping(const struct drv_reply *r, void *arg)
+main_start_pool(struct main_ctx *m)
 {
-	struct main_ctx *m = arg;
 	const struct cfg *cfg = m->cfg;
 	struct pool_params pp;
 
-	if (r->err != DRV_OK)
-		fatalx("docker: %s does not answer: %s; is dockerd running?",
-		    cfg->docker_host,
-		    r->msg != NULL ? r->msg : drv_strerror(r->err));
-	if (m->stopping)
-		return;
 	m->store = store_mem_new(m->base, cfg->port_lo, cfg->port_hi);
 	memset(&pp, 0, sizeof pp);
 	pp.instance_id = cfg->instance_id;
@@ -212,9 +214,87 @@ main_on_ping(const struct drv_reply *r, void *arg)
 	pp.watcher_interval = cfg->watcher_scan_interval;
 	m->pool = pool_new(m->base, m->hc, m->drv, m->store, &pp);
 	api_set_pool(m->api, m->pool);
+	api_set_store(m->api, m->store);
 	log_info("docker: %s answers; instance %s", cfg->docker_host,
 	    cfg->instance_id);
 	pool_start(m->pool, main_on_pool_started, m);
+}
+
+/* 1 if a sandbox type names an OCI runtime. */
+static int
+main_needs_runtimes(const struct cfg *cfg)
+{
+	const struct sbtype *t;
+
+	TAILQ_FOREACH (t, &cfg->types->list, entry)
+		if (t->supported && t->runtime != NULL)
+			return 1;
+	return 0;
+}
+
+/*
+ * dockerd listed its OCI runtimes: every type that names one must find it,
+ * or the server does not start (a sandbox would fail at each create).
+ */
+static void
+main_on_runtimes(const struct drv_reply *r, void *arg)
+{
+	struct main_ctx *m = arg;
+	const struct sbtype *t;
+	char *have = NULL, *tmp;
+	size_t i;
+
+	if (r->err != DRV_OK)
+		fatalx("docker: cannot list the OCI runtimes: %s",
+		    r->msg != NULL ? r->msg : drv_strerror(r->err));
+	if (m->stopping)
+		return;
+	for (i = 0; i < r->nnames; i++) {
+		xasprintf(&tmp, "%s%s%s", have != NULL ? have : "",
+		    have != NULL ? ", " : "", r->names[i]);
+		free(have);
+		have = tmp;
+	}
+	TAILQ_FOREACH (t, &m->cfg->types->list, entry) {
+		if (!t->supported || t->runtime == NULL)
+			continue;
+		for (i = 0; i < r->nnames; i++)
+			if (strcmp(r->names[i], t->runtime) == 0)
+				break;
+		if (i == r->nnames)
+			fatalx(
+			    "sandbox type '%s' needs the OCI runtime '%s', "
+			    "which dockerd does not have (it has: %s); "
+			    "install it and add it to dockerd's \"runtimes\", "
+			    "or change the type's \"runtime\"%s",
+			    t->name, t->runtime, have != NULL ? have : "none",
+			    strcmp(m->cfg->deployment, "gvisor") == 0
+				? " (CONTAINER_DEPLOYMENT=gvisor gives every "
+				  "type runsc)"
+				: "");
+	}
+	log_info("docker: OCI runtimes: %s", have != NULL ? have : "none");
+	free(have);
+	main_start_pool(m);
+}
+
+/* dockerd answered the ping: check the runtimes, then start the pool. */
+static void
+main_on_ping(const struct drv_reply *r, void *arg)
+{
+	struct main_ctx *m = arg;
+	const struct cfg *cfg = m->cfg;
+
+	if (r->err != DRV_OK)
+		fatalx("docker: %s does not answer: %s; is dockerd running?",
+		    cfg->docker_host,
+		    r->msg != NULL ? r->msg : drv_strerror(r->err));
+	if (m->stopping)
+		return;
+	if (main_needs_runtimes(cfg))
+		drv_runtimes(m->drv, main_on_runtimes, m);
+	else
+		main_start_pool(m);
 }
 
 /* Checks what must hold before anything starts; exits on failure. */
@@ -229,11 +309,12 @@ main_check(const struct cfg *cfg)
 		log_warnx("WORKERS=%d: one process serves for now (workers "
 			  "need the Redis store)",
 		    cfg->workers);
-	if (!main_is_loopback(cfg->host) &&
+	/* cfg_load refused this unless SANDPOOL_ALLOW_NO_AUTH=true. */
+	if (!cfg_host_is_loopback(cfg->host) &&
 	    (cfg->bearer_token == NULL || *cfg->bearer_token == '\0'))
 		log_warnx("HOST=%s is not a loopback address and BEARER_TOKEN "
-			  "is empty: anyone who can reach the port controls "
-			  "the sandboxes",
+			  "is empty (SANDPOOL_ALLOW_NO_AUTH=true): anyone who "
+			  "can reach the port controls the sandboxes",
 		    cfg->host);
 }
 
@@ -259,8 +340,11 @@ main_run(struct cfg *cfg)
 	hp.host = cfg->host;
 	hp.port = cfg->port;
 	hp.max_body = (size_t)cfg->max_body;
-	hp.max_headers = MAIN_MAX_HEADERS;
-	hp.timeout = MAIN_HTTP_TIMEOUT;
+	hp.max_headers = (size_t)cfg->max_headers;
+	hp.timeout = cfg->idle_timeout;
+	hp.request_timeout = cfg->request_timeout;
+	hp.max_connections = cfg->max_connections;
+	main_fd_limit(cfg);
 	if ((m.http = http_new(m.base, &hp, api_request, m.api, &cause)) ==
 	    NULL)
 		fatalx("http: %s", cause);

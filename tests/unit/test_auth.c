@@ -66,5 +66,8 @@ main(void)
 	ok(!auth_equal("abc", 3, "abcd", 4), "lengths differ");
 	ok(auth_equal("", 0, "", 0), "two empty strings");
 	ok(!auth_equal("a\0b", 3, "a\0c", 3), "bytes after a NUL count");
+	ok(!auth_equal("abcd", 4, "abc", 3), "the secret plus more");
+	ok(!auth_equal("ab", 2, "abc", 3), "a prefix of the secret");
+	ok(!auth_equal("abc", 3, "", 0), "anything against an empty secret");
 	return tap_done();
 }

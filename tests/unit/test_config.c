@@ -51,7 +51,10 @@ static const char *const keys[] = {"HOST", "PORT", "WORKERS", "DEBUG",
     "AGENT_RUN_LOG_STORE", "FC_ACCOUNT_ID", "FC_ACCESS_KEY_ID",
     "FC_ACCESS_KEY_SECRET", "FC_REGION_ID", "FC_CPU", "FC_MEMORY", "FC_VPC_ID",
     "FC_VSWITCH_IDS", "FC_SECURITY_GROUP_ID", "FC_PREFIX", "FC_LOG_PROJECT",
-    "FC_LOG_STORE", "SP_TEST_USER", NULL};
+    "FC_LOG_STORE", "SANDPOOL_MAX_HEADERS", "SANDPOOL_MAX_CONNECTIONS",
+    "SANDPOOL_IDLE_TIMEOUT", "SANDPOOL_REQUEST_TIMEOUT",
+    "SANDPOOL_ALLOW_NO_AUTH", "SANDPOOL_ALLOW_CLEANUP_ROUTE",
+    "SANDPOOL_MOUNT_DIR_ROOTS", "SP_TEST_USER", NULL};
 
 /* Files the checks may leave in tmpdir. */
 static const char *const files[] = {".env", ".env.example", "conf.env",
@@ -290,7 +293,7 @@ test_defaults(void)
 		is_int(t->inject_agent, 1, "base gets the agent");
 		is_int(t->runtime_port, 80, "base runtime port");
 		is_int(t->timeout, 60, "base timeout");
-		is_str(t->network, "bridge", "base network");
+		is_str(t->network, "none", "base network (agent: none)");
 		ok(t->runtime == NULL, "no OCI runtime under docker");
 	}
 	t = sbtypes_find(cfg->types, "filesystem_async");
@@ -328,7 +331,7 @@ test_file_choice(void)
 
 	fresh();
 	setenv("PORT", "7000", 1);
-	cfg = load_env("HOST=0.0.0.0\nPORT=9000\n");
+	cfg = load_env("HOST=0.0.0.0\nPORT=9000\nBEARER_TOKEN=t\n");
 	ok(cfg != NULL && cfg->port == 7000 &&
 		strcmp(cfg->host, "0.0.0.0") == 0,
 	    ".env does not override the environment");
@@ -499,7 +502,8 @@ test_ports(void)
 
 	for (i = 0; good[i] != NULL; i++) {
 		fresh();
-		snprintf(text, sizeof text, "HOST=h\nPORT_RANGE=%s\n", good[i]);
+		snprintf(text, sizeof text,
+		    "HOST=h\nBEARER_TOKEN=t\nPORT_RANGE=%s\n", good[i]);
 		cfg = load_env(text);
 		ok(cfg != NULL && cfg->port_lo == 1000 && cfg->port_hi == 2000,
 		    "PORT_RANGE=%s", good[i]);
@@ -821,6 +825,90 @@ test_extensions(void)
 }
 
 static void
+test_security_keys(void)
+{
+	static const struct {
+		const char *host;
+		int loopback;
+	} hosts[] = {{"127.0.0.1", 1}, {"127.9.8.7", 1}, {"localhost", 1},
+	    {"LocalHost", 1}, {"::1", 1}, {"::ffff:127.0.0.1", 1},
+	    {"0.0.0.0", 0}, {"::", 0}, {"10.0.0.1", 0}, {"myhost", 0},
+	    {"128.0.0.1", 0}, {"", 0}};
+	char text[2 * PATH_MAX + 64], want[PATH_MAX + 16];
+	struct cfg *cfg;
+	size_t i;
+
+	for (i = 0; i < sizeof hosts / sizeof hosts[0]; i++)
+		is_int(cfg_host_is_loopback(hosts[i].host), hosts[i].loopback,
+		    "loopback(%s)", hosts[i].host);
+
+	fresh();
+	cfg = load_env("");
+	ok(cfg != NULL && cfg->max_headers == 16384 &&
+		cfg->max_connections == 512 && cfg->idle_timeout == 60 &&
+		cfg->request_timeout == 60 && !cfg->allow_no_auth &&
+		!cfg->allow_cleanup && cfg->mount_dir_roots != NULL &&
+		cfg->mount_dir_roots[0] == NULL,
+	    "limits and switches default");
+	cfg_free(cfg);
+
+	cfg = load_env("HOST=0.0.0.0\n");
+	ok(cfg == NULL &&
+		err_has(".env:1: HOST=0.0.0.0 is not a loopback address and "
+			"BEARER_TOKEN is empty"),
+	    "non-loopback HOST without a token refuses to start");
+	cfg = load_env("HOST=myhost\nBEARER_TOKEN=\n");
+	ok(cfg == NULL && err_has("SANDPOOL_ALLOW_NO_AUTH=true"),
+	    "a host name counts as non-loopback; the error names the key");
+	cfg = load_env("HOST=0.0.0.0\nSANDPOOL_ALLOW_NO_AUTH=true\n");
+	ok(cfg != NULL && cfg->allow_no_auth, "unless explicitly allowed");
+	cfg_free(cfg);
+	cfg = load_env("HOST=0.0.0.0\nBEARER_TOKEN=t\n");
+	ok(cfg != NULL, "or a token is set");
+	cfg_free(cfg);
+	cfg = load_env("HOST=127.0.0.5\n");
+	ok(cfg != NULL, "loopback needs no token");
+	cfg_free(cfg);
+
+	cfg = load_env("SANDPOOL_MAX_CONNECTIONS=0\nSANDPOOL_IDLE_TIMEOUT=0\n"
+		       "SANDPOOL_REQUEST_TIMEOUT=x\nSANDPOOL_MAX_HEADERS=10\n");
+	ok(cfg == NULL && err_lines() == 4, "limits are bounded");
+
+	mkdir("roots", 0755);
+	mkdir("roots/a", 0755);
+	symlink("roots/a", "link");
+	snprintf(text, sizeof text,
+	    "SANDPOOL_MOUNT_DIR_ROOTS=%s/roots/a,%s/link\nALLOW_MOUNT_DIR=1\n",
+	    tmpdir, tmpdir);
+	cfg = load_env(text);
+	snprintf(want, sizeof want, "%s/roots/a", tmpdir);
+	ok(cfg != NULL && cfg->mount_dir_roots != NULL &&
+		cfg->mount_dir_roots[0] != NULL &&
+		strcmp(cfg->mount_dir_roots[0], want) == 0 &&
+		cfg->mount_dir_roots[1] != NULL &&
+		strcmp(cfg->mount_dir_roots[1], want) == 0,
+	    "mount roots resolved (symbolic links followed)");
+	cfg_free(cfg);
+	cfg = load_env("SANDPOOL_MOUNT_DIR_ROOTS=/\n");
+	ok(cfg == NULL && err_has("SANDPOOL_MOUNT_DIR_ROOTS: '/' is not"),
+	    "root / refused");
+	cfg = load_env("SANDPOOL_MOUNT_DIR_ROOTS=rel\n");
+	ok(cfg == NULL && err_has("'rel' is not an absolute path"),
+	    "relative root refused");
+	cfg = load_env("SANDPOOL_MOUNT_DIR_ROOTS=/nonexistent/sandpool\n");
+	ok(cfg == NULL && err_has("not an existing directory"),
+	    "missing root refused");
+	cfg = load_env("ALLOW_MOUNT_DIR=true\n");
+	ok(cfg != NULL && last_log != NULL &&
+		strstr(last_log, "every mount_dir will be refused") != NULL,
+	    "ALLOW_MOUNT_DIR without roots warns");
+	cfg_free(cfg);
+	unlink("link");
+	rmdir("roots/a");
+	rmdir("roots");
+}
+
+static void
 test_images_and_bfcl(void)
 {
 	struct cfg *cfg;
@@ -962,6 +1050,7 @@ main(void)
 	test_errors();
 	test_mounts();
 	test_extensions();
+	test_security_keys();
 	test_images_and_bfcl();
 	test_print();
 	test_shipped_examples();

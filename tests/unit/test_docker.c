@@ -897,6 +897,121 @@ test_transport(void)
 	ok(drv_strerror((enum drv_err)99) != NULL, "drv_strerror: unknown");
 }
 
+/* The garbage engine: answers each connection with one canned reply. */
+static void
+on_garbage_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	const char *reply = arg;
+	char buf[4096];
+	size_t len;
+	int fd;
+
+	if ((fd = accept(lfd, NULL, NULL)) == -1)
+		return;
+	usleep(20000); /* the request is in */
+	(void)!read(fd, buf, sizeof buf);
+	memcpy(&len, reply, sizeof len);
+	(void)!write(fd, reply + sizeof len, len);
+	close(fd);
+}
+
+/*
+ * A broken engine's replies: an error body with a NUL byte and control
+ * characters (the message keeps its length, every unprintable byte as
+ * '?'), a 200 to create that is no JSON, an info without Runtimes.
+ */
+static void
+test_garbage_engine(void)
+{
+	static const char err_body[] = "err\0\001\002 tail \377x";
+	static const char create_body[] = "\001garbage";
+	static const char info_body[] = "{\"Runtime\": {}}";
+	struct {
+		const char *body;
+		size_t len;
+		const char *status;
+		int kind;
+		enum drv_err want;
+		const char *msg;
+	} cases[] = {
+	    {err_body, sizeof err_body - 1, "500 Internal Server Error", 0,
+		DRV_EENGINE, "err??? tail ?x"},
+	    {create_body, sizeof create_body - 1, "201 Created", 1, DRV_EENGINE,
+		"reply is not valid JSON"},
+	    {info_body, sizeof info_body - 1, "200 OK", 2, DRV_EENGINE,
+		"info reply without Runtimes"},
+	};
+	struct drv_params p;
+	struct drv_spec spec;
+	struct sockaddr_un sun;
+	struct event *ev;
+	struct call c = {0};
+	char path[64], ep[128], *cause, *reply;
+	size_t i, n, len;
+	struct drv *d;
+	int fd;
+
+	snprintf(path, sizeof path, "/tmp/sandpool-test-garbage-%d.sock",
+	    (int)getpid());
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		unlink(path);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		memset(&sun, 0, sizeof sun);
+		sun.sun_family = AF_UNIX;
+		memcpy(sun.sun_path, path, strlen(path) + 1);
+		bind(fd, (struct sockaddr *)&sun, sizeof sun);
+		listen(fd, 8);
+		reply = malloc(sizeof len + 256 + cases[i].len);
+		n = (size_t)snprintf(reply + sizeof len, 256,
+		    "HTTP/1.1 %s\r\nContent-Length: %zu\r\n"
+		    "Connection: close\r\n\r\n",
+		    cases[i].status, cases[i].len);
+		memcpy(reply + sizeof len + n, cases[i].body, cases[i].len);
+		len = n + cases[i].len;
+		memcpy(reply, &len, sizeof len);
+		ev = event_new(
+		    base, fd, EV_READ | EV_PERSIST, on_garbage_accept, reply);
+		event_add(ev, NULL);
+		snprintf(ep, sizeof ep, "unix://%s", path);
+		memset(&p, 0, sizeof p);
+		p.endpoint = ep;
+		p.timeout_ms = 5000;
+		d = drv_open(base, hc, &p, &cause);
+		memset(&spec, 0, sizeof spec);
+		spec.image = "x";
+		if (cases[i].kind == 0)
+			drv_ping(d, on_reply, &c);
+		else if (cases[i].kind == 1)
+			drv_create(d, &spec, on_reply, &c);
+		else
+			drv_runtimes(d, on_reply, &c);
+		wait_call(&c);
+		ok(c.err == cases[i].want && c.msg != NULL &&
+			strcmp(c.msg, cases[i].msg) == 0,
+		    "garbage engine %zu: %s", i, c.msg ? c.msg : "(none)");
+		call_clear(&c);
+		drv_close(d);
+		event_free(ev);
+		close(fd);
+		free(reply);
+	}
+	unlink(path);
+}
+
+/* The engine's OCI runtimes. */
+static void
+on_runtimes(const struct drv_reply *r, void *arg)
+{
+	struct call *c = arg;
+	size_t i;
+
+	on_reply(r, arg);
+	c->id = NULL;
+	for (i = 0; i < r->nnames; i++)
+		if (strcmp(r->names[i], "runc") == 0)
+			c->id = strdup("runc");
+}
+
 /* Closes the driver from inside its own callback. */
 static void
 on_reply_close(const struct drv_reply *r, void *arg)
@@ -973,6 +1088,11 @@ main(void)
 	test_lifecycle();
 	test_errors();
 	test_transport();
+	test_garbage_engine();
+	drv_runtimes(drv, on_runtimes, &c);
+	wait_call(&c);
+	ok(c.err == DRV_OK && c.id != NULL, "runtimes: dockerd lists runc");
+	call_clear(&c);
 
 	/* A callback may close the driver with other calls in flight. */
 	drv_ping(drv, on_reply_close, &c);

@@ -39,7 +39,8 @@ main(void)
 	ok(!parses(""), "empty text is refused");
 
 	v = json_parse("{\"a\"", 4, &cause);
-	ok(v == NULL && cause != NULL && strncmp(cause, "invalid JSON", 12) == 0,
+	ok(v == NULL && cause != NULL &&
+		strncmp(cause, "invalid JSON", 12) == 0,
 	    "a parse error says invalid JSON (%s)", cause ? cause : "");
 	free(cause);
 
@@ -57,17 +58,24 @@ main(void)
 	ok(v == NULL && cause != NULL && strstr(cause, "nested") != NULL,
 	    "nesting deeper than the limit is refused");
 	free(cause);
-	ok(parses("[\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
-	    "[[[[[[[[[[[[[[[\"]"), "brackets inside strings do not count");
+	ok(parses(
+	       "[\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+	       "[[[[[[[[[[[[[[[\"]"),
+	    "brackets inside strings do not count");
+	/* yajl's tree would cut "x\u0000y" to "x": refused, not truncated. */
 	v = json_parse("{\"a\":\"x\\u0000\"}", 15, &cause);
-	ok(v != NULL, "escaped NUL inside a string parses");
+	ok(v == NULL && cause != NULL && strstr(cause, "NUL") != NULL,
+	    "escaped NUL inside a string is refused");
+	free(cause);
+	v = json_parse("{\"a\":\"x\\\\u0000\"}", 16, &cause);
+	ok(v != NULL, "an escaped backslash before u0000 is no NUL");
 	yajl_tree_free(v);
 	v = json_parse("{\"a\":1}\0", 8, &cause);
 	ok(v == NULL, "a raw NUL byte is refused");
 	free(cause);
 
-	v = json_parse("{\"s\":\"hi\",\"n\":42,\"t\":true,\"f\":1.5}", 34,
-	    &cause);
+	v = json_parse(
+	    "{\"s\":\"hi\",\"n\":42,\"t\":true,\"f\":1.5}", 34, &cause);
 	is_str(json_get_str(v, "s"), "hi", "json_get_str finds a string");
 	ok(json_get_str(v, "n") == NULL, "json_get_str refuses a number");
 	ok(json_get_int(v, "n", &n) == 0 && n == 42, "json_get_int");
@@ -88,14 +96,33 @@ main(void)
 
 	g = json_gen_new();
 	yajl_gen_array_open(g);
-	json_gen_strn(g, "a\xff" "b", 3);
+	json_gen_strn(g,
+	    "a\xff"
+	    "b",
+	    3);
 	json_gen_double(g, 1.5);
 	json_gen_double(g, 2.0);
 	json_gen_str(g, NULL);
 	yajl_gen_array_close(g);
 	out = json_gen_done(g, NULL);
-	is_str(out, "[\"a\xef\xbf\xbd" "b\",1.5,2.0,null]",
+	is_str(out,
+	    "[\"a\xef\xbf\xbd"
+	    "b\",1.5,2.0,null]",
 	    "invalid UTF-8 becomes U+FFFD; doubles print plainly");
+	free(out);
+
+	/* inf and huge values (fuzz_sandbox_json) stay valid JSON. */
+	g = json_gen_new();
+	yajl_gen_array_open(g);
+	json_gen_double(g, 1.0 / 0.0);
+	json_gen_double(g, -1.0 / 0.0);
+	json_gen_double(g, 0.0 / 0.0);
+	json_gen_double(g, 1e300);
+	yajl_gen_array_close(g);
+	out = json_gen_done(g, &len);
+	is_str(out, "[null,null,null,1.0000000000000001e+300]",
+	    "non-finite doubles are null, a huge one fits");
+	ok(parses(out), "and it parses");
 	free(out);
 
 	out = json_detail("Not Found", &len);

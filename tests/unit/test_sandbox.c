@@ -52,14 +52,17 @@ main(void)
 	is_str(json_get_str(v, "url"), "http://localhost:49152", "url");
 	m = json_get(v, "ports");
 	ok(m != NULL && YAJL_IS_ARRAY(m) && m->u.array.len == 1 &&
-	    YAJL_GET_INTEGER(m->u.array.values[0]) == 49152, "ports [49152]");
+		YAJL_GET_INTEGER(m->u.array.values[0]) == 49152,
+	    "ports [49152]");
 	m = json_get(v, "meta");
 	is_str(json_get_str(m, "session_ctx_id"), "sess1", "meta kept");
 	ok(json_get(v, "mount_dir") != NULL &&
-	    YAJL_IS_NULL(json_get(v, "mount_dir")), "mount_dir null");
+		YAJL_IS_NULL(json_get(v, "mount_dir")),
+	    "mount_dir null");
 	ok(json_get(v, "_sandpool") == NULL, "internal fields not on the wire");
 	ok(json_get(v, "last_active_at") != NULL &&
-	    YAJL_IS_NULL(json_get(v, "last_active_at")), "unset time is null");
+		YAJL_IS_NULL(json_get(v, "last_active_at")),
+	    "unset time is null");
 	ok(strstr(j, "\"updated_at\":1763768400.12") != NULL,
 	    "times print without float noise");
 	ok(strstr(j, "\"session_id\"") == j + 1, "session_id comes first");
@@ -100,12 +103,50 @@ main(void)
 
 	t = sbx_dup(s);
 	ok(t != s && t->container_name != s->container_name &&
-	    strcmp(t->container_name, s->container_name) == 0, "dup is deep");
+		strcmp(t->container_name, s->container_name) == 0,
+	    "dup is deep");
 	sbx_free(t);
 	sbx_free(s);
 	sbx_free(NULL);
 
 	is_int(sbx_state_parse("replaced"), SBX_REPLACED, "state parse");
 	is_int(sbx_state_parse("bogus"), -1, "unknown state");
+
+	/* Found by fuzz_sandbox_json: an infinite time was written as inf. */
+	j = "{\"container_name\":\"n\",\"last_active_at\":1e999,"
+	    "\"recycled_at\":1e300,\"released_at\":-5}";
+	t = sbx_from_json(j, strlen(j), &cause);
+	ok(t != NULL && t->last_active_at == 0 && t->recycled_at == 0 &&
+		t->released_at == 0,
+	    "times that are no unix time are null");
+	if (t != NULL) {
+		char *k = sbx_to_json(t, 1, NULL);
+
+		ok(strstr(k, "\"last_active_at\":null") != NULL &&
+			strstr(k, "inf") == NULL,
+		    "and are written back as null");
+		free(k);
+	}
+	sbx_free(t);
+
+	ok(sbx_identity_ok("runtime_sandbox_container_abc") &&
+		sbx_identity_ok("a") && sbx_identity_ok("0-x.y_z"),
+	    "plain identities pass");
+	ok(!sbx_identity_ok("") && !sbx_identity_ok("../x") &&
+		!sbx_identity_ok(".x") && !sbx_identity_ok("-x") &&
+		!sbx_identity_ok("a/b") && !sbx_identity_ok("a b") &&
+		!sbx_identity_ok("%2e%2e") && !sbx_identity_ok(NULL),
+	    "identities with a way out are refused");
+	{
+		char longid[SBX_IDENTITY_MAX + 2];
+
+		memset(longid, 'a', sizeof longid - 1);
+		longid[sizeof longid - 1] = '\0';
+		ok(!sbx_identity_ok(longid),
+		    "an identity of %d bytes is refused", SBX_IDENTITY_MAX + 1);
+		longid[SBX_IDENTITY_MAX] = '\0';
+		ok(sbx_identity_ok(longid), "one of %d bytes passes",
+		    SBX_IDENTITY_MAX);
+	}
 	return tap_done();
 }
