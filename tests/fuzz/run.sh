@@ -30,7 +30,7 @@ dict_of() {
 	case $1 in
 	fuzz_env) echo "$dir/env.dict" ;;
 	fuzz_agent_http) echo "$dir/http.dict" ;;
-	fuzz_identity) ;;
+	fuzz_identity|fuzz_agent_path|fuzz_agent_multipart) ;;
 	*) echo "$dir/json.dict" ;;
 	esac
 }
