@@ -12,21 +12,23 @@
 #include <sys/queue.h>
 
 struct sbtype {
-	char *name;		/* "base", "base_async", ... */
-	char *image;		/* full image reference */
+	char *name;  /* "base", "base_async", ... */
+	char *image; /* full image reference */
 	char *description;
-	int runtime_port;	/* runtime's TCP port in the container (80) */
-	char **env;		/* NULL-terminated "K=V" added to the container */
-	int timeout;		/* seconds for each runtime call */
-	int inject_agent;	/* 1: sandpool-agent is mounted and is PID 1 */
-	int supported;		/* 0: known name, but no image can serve it */
-	char *network;		/* "bridge" or "none" */
-	int64_t memory;		/* bytes, 0 = unlimited */
-	int64_t nano_cpus;	/* 0 = unlimited */
-	int64_t pids_limit;	/* 0 = unlimited */
-	int64_t shm_size;	/* bytes, 0 = engine default */
+	int runtime_port;   /* runtime's TCP port in the container (80) */
+	char **env;	    /* NULL-terminated "K=V" added to the container */
+	char **cmd;	    /* NULL-terminated command (Docker Cmd), or NULL
+			       for the image's own */
+	int timeout;	    /* seconds for each runtime call */
+	int inject_agent;   /* 1: sandpool-agent is mounted and is PID 1 */
+	int supported;	    /* 0: known name, but no image can serve it */
+	char *network;	    /* "bridge" or "none" */
+	int64_t memory;	    /* bytes, 0 = unlimited */
+	int64_t nano_cpus;  /* 0 = unlimited */
+	int64_t pids_limit; /* 0 = unlimited */
+	int64_t shm_size;   /* bytes, 0 = engine default */
 	int privileged;
-	char *runtime;		/* OCI runtime, or NULL */
+	char *runtime; /* OCI runtime, or NULL */
 	TAILQ_ENTRY(sbtype) entry;
 };
 TAILQ_HEAD(sbtype_list, sbtype);
@@ -44,14 +46,15 @@ struct sbtypes {
  * ns and tag as RUNTIME_SANDBOX_IMAGE_NAMESPACE/_TAG; timeout is
  * RUNTIME_SANDBOX_TIMEOUT.
  */
-struct sbtypes *sbtypes_new(const char *registry, const char *ns,
-    const char *tag, int timeout);
+struct sbtypes *sbtypes_new(
+    const char *registry, const char *ns, const char *tag, int timeout);
 void sbtypes_free(struct sbtypes *);
 /*
  * Loads an extension file: a JSON object or array of objects with keys
  * name (required), image (required), runtime_port, environment (object),
  * resource_limits {memory ("512m", bytes), cpu (float), pids}, timeout,
- * description, inject_agent (bool), network, privileged, shm_size, runtime.
+ * description, inject_agent (bool), network, privileged, shm_size, runtime,
+ * cmd (array of strings; only without the agent).
  * An entry may redefine a built-in type. Returns 0, or -1 with *cause
  * ("file: message", caller frees) and the registry unchanged.
  */
