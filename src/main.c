@@ -34,6 +34,7 @@
 #include "http.h"
 #include "log.h"
 #include "pool.h"
+#include "proxy.h"
 #include "store.h"
 #include "xmalloc.h"
 
@@ -47,6 +48,7 @@ struct main_ctx {
 	struct event_base *base;
 	struct hc *hc;
 	struct api *api;
+	struct proxy *proxy;
 	struct http *http;
 	struct drv *drv;
 	struct store *store;
@@ -159,6 +161,7 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
 		: "");
 	http_stop_accepting(m->http);
 	api_stop(m->api);
+	proxy_stop(m->proxy);
 	if (m->pool != NULL)
 		pool_shutdown(
 		    m->pool, m->cfg->auto_cleanup, main_on_shutdown, m);
@@ -212,6 +215,7 @@ main_on_ping(const struct drv_reply *r, void *arg)
 	pp.watcher_interval = cfg->watcher_scan_interval;
 	m->pool = pool_new(m->base, m->hc, m->drv, m->store, &pp);
 	api_set_pool(m->api, m->pool);
+	proxy_set_pool(m->proxy, m->pool);
 	log_info("docker: %s answers; instance %s", cfg->docker_host,
 	    cfg->instance_id);
 	pool_start(m->pool, main_on_pool_started, m);
@@ -253,6 +257,7 @@ main_run(struct cfg *cfg)
 		fatalx("cannot make an event loop");
 	m.hc = hc_new(m.base, MAIN_HC_CONNS);
 	m.api = api_new(m.base, cfg, m.hc);
+	m.proxy = proxy_new(cfg, m.hc);
 
 	/* The listener first: a port in use fails before anything else. */
 	memset(&hp, 0, sizeof hp);
@@ -261,6 +266,10 @@ main_run(struct cfg *cfg)
 	hp.max_body = (size_t)cfg->max_body;
 	hp.max_headers = MAIN_MAX_HEADERS;
 	hp.timeout = MAIN_HTTP_TIMEOUT;
+	hp.stream_prefix = PROXY_PREFIX;
+	hp.stream_methods = PROXY_METHODS;
+	hp.stream_cb = proxy_request;
+	hp.stream_arg = m.proxy;
 	if ((m.http = http_new(m.base, &hp, api_request, m.api, &cause)) ==
 	    NULL)
 		fatalx("http: %s", cause);
@@ -294,6 +303,7 @@ main_run(struct cfg *cfg)
 	event_free(m.sigterm);
 	pool_free(m.pool);
 	api_free(m.api);
+	proxy_free(m.proxy);
 	http_free(m.http);
 	if (m.store != NULL)
 		store_free(m.store);
