@@ -41,12 +41,18 @@
 #define MAIN_MAX_HEADERS (16 * 1024)
 #define MAIN_HTTP_TIMEOUT 60
 #define MAIN_HC_CONNS 4
+/*
+ * Connections at most per sandbox runtime (each sandbox is its own host
+ * name, see rt_call): concurrent tool calls and proxied transfers.
+ */
+#define MAIN_RT_CONNS 64
 
 /* Everything the daemon owns, in order of acquisition. */
 struct main_ctx {
 	struct cfg *cfg;
 	struct event_base *base;
-	struct hc *hc;
+	struct hc *hc;	  /* the engine */
+	struct hc *rt_hc; /* the sandboxes' runtimes */
 	struct api *api;
 	struct proxy *proxy;
 	struct http *http;
@@ -213,7 +219,7 @@ main_on_ping(const struct drv_reply *r, void *arg)
 	pp.warmup_timeout = cfg->warmup_timeout;
 	pp.keep_workspace = cfg->keep_workspace;
 	pp.watcher_interval = cfg->watcher_scan_interval;
-	m->pool = pool_new(m->base, m->hc, m->drv, m->store, &pp);
+	m->pool = pool_new(m->base, m->rt_hc, m->drv, m->store, &pp);
 	api_set_pool(m->api, m->pool);
 	proxy_set_pool(m->proxy, m->pool);
 	log_info("docker: %s answers; instance %s", cfg->docker_host,
@@ -256,8 +262,9 @@ main_run(struct cfg *cfg)
 	if ((m.base = event_base_new()) == NULL)
 		fatalx("cannot make an event loop");
 	m.hc = hc_new(m.base, MAIN_HC_CONNS);
-	m.api = api_new(m.base, cfg, m.hc);
-	m.proxy = proxy_new(cfg, m.hc);
+	m.rt_hc = hc_new(m.base, MAIN_RT_CONNS);
+	m.api = api_new(m.base, cfg, m.rt_hc);
+	m.proxy = proxy_new(cfg, m.rt_hc);
 
 	/* The listener first: a port in use fails before anything else. */
 	memset(&hp, 0, sizeof hp);
@@ -308,6 +315,7 @@ main_run(struct cfg *cfg)
 	if (m.store != NULL)
 		store_free(m.store);
 	drv_close(m.drv);
+	hc_free(m.rt_hc);
 	hc_free(m.hc);
 	event_base_free(m.base);
 	return 0;

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "pool.h"
 #include "proxy.h"
+#include "runtime.h"
 #include "sandbox.h"
 #include "xmalloc.h"
 
@@ -318,7 +319,7 @@ proxy_start(struct proxy_ctx *c, const struct sbx *rec)
 	struct hc_opts o;
 
 	if (rec->sock_path != NULL)
-		xasprintf(&url, "http://sandbox%s", c->path);
+		url = rt_url(rec, c->path);
 	else if (rec->url != NULL && *rec->url != '\0')
 		xasprintf(&url, "%s%s", rec->url, c->path);
 	else {
