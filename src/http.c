@@ -726,16 +726,21 @@ http_evhttp_idle(struct http_conn *c)
 	    (bufferevent_get_enabled(c->bev) & EV_READ) != 0;
 }
 
-/* Sets the stream's read/write timeouts: none for reads, h's for writes. */
+/*
+ * Sets the connection's timeouts: the server's for writes, and for reads
+ * only with reads (evhttp's own, or a stream's body still to come): a
+ * stream waiting for its runtime or sending its reply expects nothing
+ * from the client, for as long as that takes.
+ */
 static void
-http_set_timeouts(struct http_conn *c, int stream)
+http_set_timeouts(struct http_conn *c, int reads)
 {
 	struct timeval tv = {c->h->timeout, 0};
 
 	if (c->h->timeout <= 0)
 		bufferevent_set_timeouts(c->bev, NULL, NULL);
 	else
-		bufferevent_set_timeouts(c->bev, stream ? NULL : &tv, &tv);
+		bufferevent_set_timeouts(c->bev, reads ? &tv : NULL, &tv);
 }
 
 static void http_st_on_read(struct bufferevent *, void *);
@@ -752,7 +757,7 @@ http_takeover(struct http_conn *c)
 	c->taken = 1;
 	bufferevent_setcb(
 	    c->bev, http_st_on_read, http_st_on_write, http_st_on_event, c);
-	http_set_timeouts(c, 1);
+	http_set_timeouts(c, !c->st->body_done);
 	bufferevent_setwatermark(c->bev, EV_WRITE, HTTP_OUT_LOW, 0);
 	bufferevent_enable(c->bev, EV_WRITE);
 	if (evbuffer_get_length(c->held) < HTTP_IN_MAX)
@@ -787,7 +792,7 @@ http_handback(struct http_conn *c)
 	c->state = HTTP_IN_HEAD;
 	c->scan = 0;
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-	http_set_timeouts(c, 0);
+	http_set_timeouts(c, 1);
 	bufferevent_setcb(
 	    c->bev, c->ev_read, c->ev_write, c->ev_event, c->evcon);
 	bufferevent_disable(c->bev, EV_WRITE);
@@ -1191,8 +1196,10 @@ http_stream_read(struct http_stream *st, char *buf, size_t max)
 		st->must_close = 1;
 		return HTTP_STREAM_BAD;
 	}
-	if (r == 1)
+	if (r == 1) {
 		st->body_done = 1;
+		http_set_timeouts(c, 0);
+	}
 	if (got > 0)
 		return (ssize_t)got;
 	if (st->body_done)

@@ -28,6 +28,7 @@
 
 static struct event_base *base;
 static int port;
+static int port2;	/* a server with a one second timeout */
 static int closes;	/* streams that got on_close */
 static int streams;	/* streams started */
 static size_t max_hold; /* most request body a sink had to take at once */
@@ -75,7 +76,7 @@ struct sh {
 	struct event *tick;
 };
 
-enum { SH_SINK, SH_SOURCE, SH_SOURCE_CL, SH_EARLY, SH_HOLD };
+enum { SH_SINK, SH_SOURCE, SH_SOURCE_CL, SH_EARLY, SH_HOLD, SH_LATER };
 
 /* Frees a handler. */
 static void
@@ -161,11 +162,18 @@ sh_on_body(void *arg)
 	sh_sink_pump(arg);
 }
 
-/* The lazy sink's timer. */
+/* The lazy sink's timer; the late answer's. */
 static void
 sh_on_tick(evutil_socket_t fd, short what, void *arg)
 {
-	sh_sink_pump(arg);
+	struct sh *s = arg;
+
+	if (s->kind == SH_LATER) {
+		http_stream_reply_json(s->st, 200, NULL, 0, "\"late\"", 6);
+		sh_free(s);
+		return;
+	}
+	sh_sink_pump(s);
 }
 
 /* on_drain. */
@@ -219,6 +227,11 @@ srv_stream(struct http_stream *st, void *arg)
 		http_stream_reply_json(
 		    st, 404, &h, 1, "{\"detail\":\"no\"}", 15);
 		sh_free(s);
+	} else if (strncmp(t, "/proxy/later", 12) == 0) {
+		static const struct timeval later = {1, 600000};
+
+		s->kind = SH_LATER; /* answered after the server's timeout */
+		evtimer_add(s->tick, &later);
 	} else if (strncmp(t, "/proxy/hold", 11) == 0) {
 		s->kind = SH_HOLD; /* never answered: the client leaves */
 	} else {
@@ -251,9 +264,9 @@ cok(int cond, const char *fmt, ...)
 		_exit(3);
 }
 
-/* A blocking connection to the server. */
+/* A blocking connection to the server on port p. */
 static int
-cconnect(void)
+cconnect_to(int p)
 {
 	struct sockaddr_in sin;
 	struct timeval tv = {20, 0};
@@ -261,13 +274,20 @@ cconnect(void)
 
 	memset(&sin, 0, sizeof sin);
 	sin.sin_family = AF_INET;
-	sin.sin_port = htons((unsigned short)port);
+	sin.sin_port = htons((unsigned short)p);
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (connect(fd, (struct sockaddr *)&sin, sizeof sin) == -1)
 		_exit(4);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	return fd;
+}
+
+/* A blocking connection to the main server. */
+static int
+cconnect(void)
+{
+	return cconnect_to(port);
 }
 
 /* Writes everything. */
@@ -671,7 +691,27 @@ client(void)
 	    "left a 50 MB download after 200 kB");
 	usleep(200000);
 
-	/* 10. What the intake cannot read goes to evhttp as it is. */
+	/* 10. Timeouts (server 2: one second): none while the stream's
+	 * reply is awaited, the server's while its body is awaited. */
+	memset(&r, 0, sizeof r);
+	r.fd = cconnect_to(port2);
+	exchange(
+	    &r, "GET /proxy/later HTTP/1.1\r\nHost: x\r\n\r\n", NULL, 0, &x);
+	cok(x.status == 200 && strcmp(x.body, "\"late\"") == 0,
+	    "a reply 1.6 s late outlives a 1 s timeout (%d %s)", x.status,
+	    x.body);
+	exchange(&r, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n", NULL, 0, &x);
+	cok(x.status == 200, "and evhttp goes on on that connection");
+	close(r.fd);
+	memset(&r, 0, sizeof r);
+	r.fd = cconnect_to(port2);
+	csends(r.fd,
+	    "PUT /proxy/sink HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Length: 10\r\n\r\nabc");
+	cok(rd_fill(&r) == -1, "a stalled upload is cut by the timeout");
+	close(r.fd);
+
+	/* 11. What the intake cannot read goes to evhttp as it is. */
 	memset(&r, 0, sizeof r);
 	r.fd = cconnect();
 	exchange(&r, "GET /echo HTTP/1.1\r\nHost: x\r\n bad folding\r\n\r\n",
@@ -738,7 +778,7 @@ int
 main(void)
 {
 	struct http_params p;
-	struct http *h;
+	struct http *h, *h2;
 	struct event *rev;
 	char *cause;
 	int fds[2], status;
@@ -757,6 +797,10 @@ main(void)
 	p.stream_cb = srv_stream;
 	if ((h = http_new(base, &p, srv_request, NULL, &cause)) == NULL)
 		tap_skip_all("cannot listen: %s", cause);
+	p.port = port2 = free_port();
+	p.timeout = 1;
+	if ((h2 = http_new(base, &p, srv_request, NULL, &cause)) == NULL)
+		tap_skip_all("cannot listen: %s", cause);
 	if (pipe(fds) == -1 || (pid = fork()) == -1)
 		tap_skip_all("cannot fork");
 	if (pid == 0) {
@@ -772,13 +816,16 @@ main(void)
 	waitpid(pid, &status, 0);
 	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	    "the client ran to its end");
-	ok(closes == 2, "both departed clients ended their streams (%d)",
+	ok(closes == 3,
+	    "departed and timed-out clients ended their streams "
+	    "(%d)",
 	    closes);
-	ok(streams == 13, "each stream went to the stream callback (%d)",
+	ok(streams == 15, "each stream went to the stream callback (%d)",
 	    streams);
 	ok(max_hold <= 65536, "reads stay within the reader's buffer");
 	event_free(rev);
 	close(fds[0]);
+	http_free(h2);
 	http_free(h);
 	event_base_free(base);
 	return tap_done();
