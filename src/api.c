@@ -775,8 +775,9 @@ api_builtin_body(
 	}
 	if (v == NULL) {
 		/* Python then sends its Field() default, which fails. */
-		xasprintf(cause, "Object of type FieldInfo is not JSON "
-				 "serializable");
+		xasprintf(cause,
+		    "Object of type FieldInfo is not JSON "
+		    "serializable");
 		return NULL;
 	}
 	g = json_gen_new();
