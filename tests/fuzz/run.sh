@@ -29,7 +29,7 @@ shift $((OPTIND - 1))
 dict_of() {
 	case $1 in
 	fuzz_env) echo "$dir/env.dict" ;;
-	fuzz_agent_http) echo "$dir/http.dict" ;;
+	fuzz_agent_http | fuzz_http_intake) echo "$dir/http.dict" ;;
 	fuzz_identity) ;;
 	*) echo "$dir/json.dict" ;;
 	esac
