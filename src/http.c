@@ -45,23 +45,24 @@
  * So the intake sits on the socket bufferevent evhttp uses (made by
  * evhttp_set_bevcb exactly as evhttp would make it) as an evbuffer
  * callback on its input buffer, which libevent runs synchronously when a
- * read appends, before evhttp's read callback parses anything. The intake
- * moves the new bytes aside ("held"), finds each request head, and gives
- * every ordinary request (head and body, tracked with the same framing
- * rules as evhttp) back to evhttp untouched. A request whose method and
- * path make it a stream is not given to evhttp at all: once evhttp is idle
- * between requests (reading, nothing unparsed), the intake takes the
- * bufferevent over (its own callbacks, no read timeout), hands the parsed
- * head to the stream callback, feeds the body out of "held" on demand
- * with the socket read turned off above a high mark, and writes the reply
- * itself (chunked when its length is unknown), pacing it with the
- * bufferevent's write watermark. When the reply is out and the body read
- * (or discarded), evhttp's callbacks, timeouts and watermarks are put
- * back and it goes on with the next request as if nothing had happened.
- * The connection's close callback (evhttp_connection_set_closecb) ends a
- * stream whose client went away. Anything the intake cannot parse makes
- * it step aside for the rest of that connection ("opaque"): evhttp then
- * sees the raw bytes and answers them as it would anyway.
+ * read appends, before evhttp's read callback parses anything. The
+ * intake moves the new bytes aside ("held"), finds each request head, and
+ * gives every ordinary request (head and body, tracked with the same
+ * framing rules as evhttp) back to evhttp untouched. A request whose
+ * method and path make it a stream is not given to evhttp at all: once
+ * evhttp is idle between requests (reading, nothing unparsed), the intake
+ * takes the bufferevent over (its own callbacks; a read timeout only
+ * while the body is awaited), hands the parsed head to the stream
+ * callback, feeds the body out of "held" on demand with the socket read
+ * turned off above a high mark, and writes the reply itself (chunked when
+ * its length is unknown), pacing it with the bufferevent's write
+ * watermark. When the reply is out and the body read (or discarded),
+ * evhttp's callbacks, timeouts and watermarks are put back and it goes on
+ * with the next request as if nothing had happened. The connection's
+ * close callback (evhttp_connection_set_closecb) ends a stream whose
+ * client went away. Anything the intake cannot parse makes it step aside
+ * for the rest of that connection ("opaque"): evhttp then sees the raw
+ * bytes and answers them as it would anyway.
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
