@@ -857,7 +857,8 @@ pool_op_create(struct pool_op *op)
 		cmd[0] = NULL;
 		spec.entrypoint = entry;
 		spec.cmd = cmd; /* empty: the image's CMD is not the agent's */
-	}
+	} else if (t->cmd != NULL)
+		spec.cmd = (const char *const *)t->cmd;
 	spec.env = (const char *const *)env;
 	spec.labels = labels;
 	spec.binds = (const char *const *)binds;

@@ -32,6 +32,21 @@ struct rt_wait {
 	void *arg;
 };
 
+/*
+ * The URL of path on a runtime reached over its unix socket. The host
+ * name is the sandbox's own, so that libcurl's per-host connection limit
+ * counts per sandbox, not over all of them.
+ */
+char *
+rt_url(const struct sbx *s, const char *path)
+{
+	char *url;
+
+	xasprintf(&url, "http://sbx-%s.sandpool%s",
+	    s->session_id != NULL ? s->session_id : "x", path);
+	return url;
+}
+
 /* Calls the runtime. */
 struct hc_req *
 rt_call(struct hc *hc, const struct sbx *s, const char *method,
@@ -45,7 +60,7 @@ rt_call(struct hc *hc, const struct sbx *s, const char *method,
 
 	memset(&o, 0, sizeof o);
 	if (s->sock_path != NULL)
-		xasprintf(&url, "http://sandbox%s", path);
+		url = rt_url(s, path);
 	else
 		xasprintf(&url, "%s%s", s->url != NULL ? s->url : "", path);
 	xasprintf(&auth, "Authorization: Bearer %s",
@@ -109,8 +124,8 @@ rt_wait_on_reply(const struct hc_resp *r, void *arg)
 	if (r->error != NULL)
 		w->last_error = xstrdup(r->error);
 	else
-		xasprintf(&w->last_error, "healthz answered HTTP %ld",
-		    r->status);
+		xasprintf(
+		    &w->last_error, "healthz answered HTTP %ld", r->status);
 	evutil_gettimeofday(&now, NULL);
 	left_ms = (w->deadline.tv_sec - now.tv_sec) * 1000 +
 	    (w->deadline.tv_usec - now.tv_usec) / 1000;
@@ -146,7 +161,7 @@ rt_wait_healthy(struct event_base *base, struct hc *hc, const struct sbx *s,
     long deadline_ms, rt_wait_cb cb, void *arg)
 {
 	struct rt_wait *w = xcalloc(1, sizeof *w);
-	struct timeval now, tv = { 0, 0 };
+	struct timeval now, tv = {0, 0};
 
 	w->base = base;
 	w->hc = hc;

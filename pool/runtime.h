@@ -15,10 +15,15 @@ struct event_base;
 struct sbx;
 struct rt_wait;
 
+/*
+ * The URL of path ("/fastapi/...") for a runtime reached over its unix
+ * socket (a host name of its own). Caller frees.
+ */
+char *rt_url(const struct sbx *, const char *path);
 /* Calls method path ("/fastapi/...") on the sandbox's runtime. */
 struct hc_req *rt_call(struct hc *, const struct sbx *, const char *method,
-    const char *path, const char *body, size_t len, long timeout_ms,
-    hc_done_cb, void *);
+    const char *path, const char *body, size_t len, long timeout_ms, hc_done_cb,
+    void *);
 
 typedef void (*rt_wait_cb)(int ok, const char *error, void *arg);
 

@@ -24,6 +24,8 @@
 
 /* Largest extension file read. */
 #define SBTYPE_MAX_FILE (1024 * 1024)
+/* Most arguments of a type's cmd. */
+#define SBTYPE_MAX_ARGS 256
 /* Largest memory or shm size accepted (1 PiB): keeps the arithmetic exact. */
 #define SBTYPE_MAX_SIZE ((int64_t)1 << 50)
 /* Most CPUs a type may ask for. */
@@ -106,7 +108,7 @@ static const char *const sbtype_keys[] = {
 	"name", "image", "runtime_port", "environment", "resource_limits",
 	"timeout", "description", "inject_agent", "network", "privileged",
 	"shm_size", "runtime", "cap_drop", "cap_add", "no_new_privileges",
-	"read_only", "tmpfs", "user", "init", NULL
+	"read_only", "tmpfs", "user", "init", "cmd", NULL
 };
 static const char *const sbtype_limit_keys[] = {
 	"memory", "cpu", "pids", NULL
@@ -151,6 +153,7 @@ sbtype_free(struct sbtype *t)
 	free(t->image);
 	free(t->description);
 	sbtype_strv_free(t->env);
+	sbtype_strv_free(t->cmd);
 	free(t->network);
 	free(t->runtime);
 	sbtype_strv_free(t->cap_drop);
@@ -518,6 +521,33 @@ fail:
 	return -1;
 }
 
+/* Converts a "cmd" array of strings into a NULL-terminated vector. */
+static int
+sbtype_get_cmd(yajl_val v, char ***out, char **cause)
+{
+	char **cmd;
+	size_t i, n;
+
+	if (!YAJL_IS_ARRAY(v) || (n = v->u.array.len) == 0 ||
+	    n > SBTYPE_MAX_ARGS) {
+		xasprintf(cause, "cmd: expected an array of 1 to %d strings",
+		    SBTYPE_MAX_ARGS);
+		return -1;
+	}
+	cmd = xcalloc(n + 1, sizeof *cmd);
+	for (i = 0; i < n; i++) {
+		if (!YAJL_IS_STRING(v->u.array.values[i])) {
+			xasprintf(
+			    cause, "cmd: argument %zu is not a string", i + 1);
+			sbtype_strv_free(cmd);
+			return -1;
+		}
+		cmd[i] = xstrdup(YAJL_GET_STRING(v->u.array.values[i]));
+	}
+	*out = cmd;
+	return 0;
+}
+
 /* Reads the "resource_limits" object into t. */
 static int
 sbtype_get_limits(yajl_val v, struct sbtype *t, char **cause)
@@ -797,6 +827,16 @@ sbtype_from_json(const struct sbtypes *types, yajl_val obj, char **cause)
 	if ((v = json_get(obj, "inject_agent")) != NULL &&
 	    sbtype_get_bool(v, "inject_agent", &t->inject_agent, cause) == -1)
 		goto fail;
+	if ((v = json_get(obj, "cmd")) != NULL) {
+		if (sbtype_get_cmd(v, &t->cmd, cause) == -1)
+			goto fail;
+		if (t->inject_agent) {
+			xasprintf(cause,
+			    "cmd: needs \"inject_agent\": false "
+			    "(the agent is the command)");
+			goto fail;
+		}
+	}
 	if ((v = json_get(obj, "privileged")) != NULL &&
 	    sbtype_get_bool(v, "privileged", &t->privileged, cause) == -1)
 		goto fail;

@@ -12,28 +12,30 @@
 #include <sys/queue.h>
 
 struct sbtype {
-	char *name;		/* "base", "base_async", ... */
-	char *image;		/* full image reference */
+	char *name;  /* "base", "base_async", ... */
+	char *image; /* full image reference */
 	char *description;
-	int runtime_port;	/* runtime's TCP port in the container (80) */
-	char **env;		/* NULL-terminated "K=V" added to the container */
-	int timeout;		/* seconds for each runtime call */
-	int inject_agent;	/* 1: sandpool-agent is mounted and is PID 1 */
-	int supported;		/* 0: known name, but no image can serve it */
-	char *network;		/* "bridge" or "none" */
-	int64_t memory;		/* bytes, 0 = unlimited */
-	int64_t nano_cpus;	/* 0 = unlimited */
-	int64_t pids_limit;	/* 0 = unlimited */
-	int64_t shm_size;	/* bytes, 0 = engine default */
+	int runtime_port;   /* runtime's TCP port in the container (80) */
+	char **env;	    /* NULL-terminated "K=V" added to the container */
+	char **cmd;	    /* NULL-terminated command (Docker Cmd), or NULL
+			       for the image's own */
+	int timeout;	    /* seconds for each runtime call */
+	int inject_agent;   /* 1: sandpool-agent is mounted and is PID 1 */
+	int supported;	    /* 0: known name, but no image can serve it */
+	char *network;	    /* "bridge" or "none" */
+	int64_t memory;	    /* bytes, 0 = unlimited */
+	int64_t nano_cpus;  /* 0 = unlimited */
+	int64_t pids_limit; /* 0 = unlimited */
+	int64_t shm_size;   /* bytes, 0 = engine default */
 	int privileged;
-	char *runtime;		/* OCI runtime, or NULL */
-	char **cap_drop;	/* NULL-terminated capability names */
-	char **cap_add;		/* NULL-terminated capability names */
-	int no_new_privileges;	/* SecurityOpt no-new-privileges */
-	int read_only;		/* read-only root filesystem */
-	char **tmpfs;		/* NULL-terminated path, options, ... */
-	char *user;		/* "uid" or "uid:gid", or NULL (the image's) */
-	int init;		/* the engine's init as PID 1 */
+	char *runtime;	       /* OCI runtime, or NULL */
+	char **cap_drop;       /* NULL-terminated capability names */
+	char **cap_add;	       /* NULL-terminated capability names */
+	int no_new_privileges; /* SecurityOpt no-new-privileges */
+	int read_only;	       /* read-only root filesystem */
+	char **tmpfs;	       /* NULL-terminated path, options, ... */
+	char *user;	       /* "uid" or "uid:gid", or NULL (the image's) */
+	int init;	       /* the engine's init as PID 1 */
 	TAILQ_ENTRY(sbtype) entry;
 };
 TAILQ_HEAD(sbtype_list, sbtype);
@@ -51,14 +53,14 @@ struct sbtypes {
  * ns and tag as RUNTIME_SANDBOX_IMAGE_NAMESPACE/_TAG; timeout is
  * RUNTIME_SANDBOX_TIMEOUT.
  */
-struct sbtypes *sbtypes_new(const char *registry, const char *ns,
-    const char *tag, int timeout);
+struct sbtypes *sbtypes_new(
+    const char *registry, const char *ns, const char *tag, int timeout);
 void sbtypes_free(struct sbtypes *);
 /*
  * The container defaults every type starts from (runtime-sandbox-server(8),
  * "Container defaults"); an extension entry overrides any of them.
  */
-#define SBTYPE_DEF_MEMORY ((int64_t)1 << 30)	  /* 1 GiB, swap the same */
+#define SBTYPE_DEF_MEMORY ((int64_t)1 << 30)	   /* 1 GiB, swap the same */
 #define SBTYPE_DEF_NANO_CPUS ((int64_t)1000000000) /* one CPU */
 #define SBTYPE_DEF_PIDS 256
 #define SBTYPE_DEF_TMPFS_PATH "/tmp"
@@ -70,7 +72,8 @@ void sbtypes_free(struct sbtypes *);
  * resource_limits {memory ("512m", bytes), cpu (float), pids}, timeout,
  * description, inject_agent (bool), network, privileged, shm_size, runtime,
  * cap_drop and cap_add (arrays of capability names), no_new_privileges,
- * read_only, tmpfs (object path -> options), user ("uid[:gid]"), init.
+ * read_only, tmpfs (object path -> options), user ("uid[:gid]"), init,
+ * cmd (array of strings; only without the agent).
  * An entry may redefine a built-in type. Returns 0, or -1 with *cause
  * ("file: message", caller frees) and the registry unchanged.
  */

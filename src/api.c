@@ -48,6 +48,7 @@
 #define API_T_BOOL 0x10
 #define API_T_ARRAY 0x20
 #define API_T_NUM 0x40
+#define API_T_ANY 0x7f
 
 /* Route flags. */
 #define API_EXTRA 0x01 /* unknown keys are ignored (list_tools) */
@@ -62,7 +63,8 @@ enum api_result {
 	API_R_STATUS, /* a string or null */
 	API_R_HEALTH, /* touch, then GET /fastapi/healthz */
 	API_R_TOOLS,  /* touch, then GET /fastapi/mcp/list_tools */
-	API_R_CALL    /* touch, then the tool call */
+	API_R_CALL,   /* touch, then the tool call */
+	API_R_MCP     /* touch, then POST /fastapi/mcp/add_servers */
 };
 
 struct api_ctx;
@@ -144,6 +146,9 @@ static const struct api_route api_routes[] = {
 	{ "call_tool", pool_touch, NULL, API_R_CALL, 0,
 	    { API_ID, { "tool_name", API_T_STR, 1 },
 	      { "arguments", API_T_OBJ | API_T_NULL, 0 } } },
+	{ "add_mcp_servers", pool_touch, NULL, API_R_MCP, 0,
+	    { API_ID, { "server_configs", API_T_ANY, 1 },
+	      { "overwrite", API_T_ANY, 0 } } },
 	{ "get_session_mapping", pool_session_mapping, NULL, API_R_NAMES, 0,
 	    { { "session_ctx_id", API_T_STR, 1 } } },
 	{ "list_session_keys", NULL, api_session_keys, API_R_NAMES, 0, { { 0 } } },
@@ -736,6 +741,9 @@ api_gen_tools(yajl_gen g, const struct api_ctx *c, const struct hc_resp *r)
 {
 	const char *tool_type = api_str(c, 1);
 	yajl_val v = NULL, grp;
+
+	if (tool_type != NULL && *tool_type == '\0')
+		tool_type = NULL; /* Python: "if tool_type:" */
 	int tools;
 	char *err;
 	size_t i;
@@ -795,6 +803,16 @@ api_on_runtime(const struct hc_resp *r, void *arg)
 	case API_R_TOOLS:
 		api_gen_tools(g, c, r);
 		break;
+	case API_R_MCP:
+		/* The runtime's text ("OK") as a string, JSON or not. */
+		if (!api_rt_ok(r)) {
+			err = api_rt_error(c, r);
+			log_debug("api: %s: runtime: %s", c->method, err);
+			api_gen_iserror(g, err);
+			free(err);
+		} else
+			json_gen_strn(g, r->body, r->len);
+		break;
 	default:
 		if (!api_rt_ok(r)) {
 			err = api_rt_error(c, r);
@@ -823,12 +841,50 @@ api_gen_arguments(yajl_gen g, yajl_val a)
 		json_gen_tree(g, a);
 }
 
+/*
+ * The body of a built-in tool call: {param: value} from the arguments,
+ * which Python splats into a one-parameter method. Returns NULL with
+ * *cause for what Python refuses (an unexpected or a missing argument).
+ */
+static char *
+api_builtin_body(
+    const char *tool, const char *param, yajl_val a, size_t *len, char **cause)
+{
+	yajl_val v = NULL;
+	yajl_gen g;
+	size_t i;
+
+	for (i = 0; a != NULL && YAJL_IS_OBJECT(a) && i < a->u.object.len;
+	     i++) {
+		if (strcmp(a->u.object.keys[i], param) != 0) {
+			xasprintf(cause,
+			    "%s() got an unexpected keyword argument '%s'",
+			    tool, a->u.object.keys[i]);
+			return NULL;
+		}
+		v = a->u.object.values[i];
+	}
+	if (v == NULL) {
+		/* Python then sends its Field() default, which fails. */
+		xasprintf(cause,
+		    "Object of type FieldInfo is not JSON "
+		    "serializable");
+		return NULL;
+	}
+	g = json_gen_new();
+	yajl_gen_map_open(g);
+	json_gen_str(g, param);
+	json_gen_tree(g, v);
+	yajl_gen_map_close(g);
+	return json_gen_done(g, len);
+}
+
 /* The touched record is known: make the runtime call of the route. */
 static void
 api_rt_start(struct api_ctx *c, const struct sbx *rec)
 {
 	const char *method = "GET", *tool;
-	char *body = NULL;
+	char *body = NULL, *cause;
 	size_t len = 0;
 	yajl_gen g;
 
@@ -843,17 +899,40 @@ api_rt_start(struct api_ctx *c, const struct sbx *rec)
 	case API_R_TOOLS:
 		c->rt_path = "/fastapi/mcp/list_tools";
 		break;
+	case API_R_MCP:
+		method = "POST";
+		c->rt_path = "/fastapi/mcp/add_servers";
+		g = json_gen_new();
+		yajl_gen_map_open(g);
+		json_gen_str(g, "server_configs");
+		json_gen_tree(g, c->args[1]);
+		json_gen_str(g, "overwrite");
+		if (c->args[2] != NULL)
+			json_gen_tree(g, c->args[2]);
+		else
+			json_gen_bool(g, 0);
+		yajl_gen_map_close(g);
+		body = json_gen_done(g, &len);
+		break;
 	default:
 		method = "POST";
 		tool = api_str(c, 1);
-		g = json_gen_new();
 		if (strcmp(tool, "run_shell_command") == 0 ||
 		    strcmp(tool, "run_ipython_cell") == 0) {
 			c->rt_path = strcmp(tool, "run_shell_command") == 0
 			    ? "/fastapi/tools/run_shell_command"
 			    : "/fastapi/tools/run_ipython_cell";
-			api_gen_arguments(g, c->args[2]);
+			body = api_builtin_body(tool,
+			    strcmp(tool, "run_shell_command") == 0 ? "command"
+								   : "code",
+			    c->args[2], &len, &cause);
+			if (body == NULL) {
+				api_fail(c, 500, "%s", cause);
+				free(cause);
+				return;
+			}
 		} else {
+			g = json_gen_new();
 			c->rt_path = "/fastapi/mcp/call_tool";
 			yajl_gen_map_open(g);
 			json_gen_str(g, "tool_name");
@@ -861,8 +940,8 @@ api_rt_start(struct api_ctx *c, const struct sbx *rec)
 			json_gen_str(g, "arguments");
 			api_gen_arguments(g, c->args[2]);
 			yajl_gen_map_close(g);
+			body = json_gen_done(g, &len);
 		}
-		body = json_gen_done(g, &len);
 		break;
 	}
 	c->hreq = rt_call(c->api->hc, rec, method, c->rt_path, body, len,
@@ -889,6 +968,7 @@ api_on_pool(const struct pool_reply *r, void *arg)
 	case API_R_HEALTH:
 	case API_R_TOOLS:
 	case API_R_CALL:
+	case API_R_MCP:
 		if (r->rec == NULL) {
 			api_fail(c, 500, "no record for the sandbox");
 			return;
@@ -1312,6 +1392,28 @@ api_check_auth(struct api *api, struct evhttp_request *req)
 	return -1;
 }
 
+/*
+ * A /proxy/ request that evhttp read: streamed requests never come here
+ * (the HTTP layer gives them to the proxy), so this is a method the route
+ * lacks, or a request the HTTP layer could not stream.
+ */
+static void
+api_proxy_fallback(struct api *api, struct evhttp_request *req,
+    enum evhttp_cmd_type cmd, const char *path)
+{
+	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_POST &&
+	    cmd != EVHTTP_REQ_PUT && cmd != EVHTTP_REQ_DELETE &&
+	    cmd != EVHTTP_REQ_PATCH) {
+		api_not_allowed(req, "DELETE, GET, PATCH, POST, PUT");
+		return;
+	}
+	if (api_check_auth(api, req) != 0)
+		return;
+	/* The path only: a query may carry a token. */
+	log_warnx("api: %.200s: could not be streamed to the proxy", path);
+	api_send_detail(req, 400, "Bad Request");
+}
+
 /* Serves one request. */
 void
 api_request(struct evhttp_request *req, void *arg)
@@ -1347,6 +1449,10 @@ api_request(struct evhttp_request *req, void *arg)
 			api_not_allowed(req, "GET, HEAD");
 		else
 			api_send(req, 200, api->health, api->health_len);
+		return;
+	}
+	if (strncmp(path, "/proxy/", 7) == 0) {
+		api_proxy_fallback(api, req, cmd, path);
 		return;
 	}
 	if (path[0] != '/' || (rt = api_route_find(path + 1)) == NULL) {

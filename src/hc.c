@@ -4,12 +4,20 @@
  * flight (easy handle, header list, response buffer). Requests complete
  * from the event loop only (curl's hiperfifo pattern).
  *
- * Re-entrancy: user callbacks run only from hc_dispatch_*() after
+ * Re-entrancy: done callbacks run only from the dispatch functions after
  * curl_multi_socket_action() has returned, never from inside a libcurl
- * callback, so a callback may start, cancel or free anything, including
- * the client itself: hc->busy counts the dispatch frames on the stack and
- * hc_free() inside one only marks the client dying; the outermost frame
- * frees it.
+ * callback, so a done callback may start, cancel or free anything,
+ * including the client itself: hc->busy counts the dispatch frames on the
+ * stack and hc_free() inside one only marks the client dying; the
+ * outermost frame frees it.
+ *
+ * Streaming requests (on_head, on_data, read_body) call their user back
+ * from inside libcurl's header, write and read callbacks. libcurl forbids
+ * removing a handle from there, so hc_cancel() inside one (hc->in_curl)
+ * turns the request into a zombie: it is unlinked at once and never calls
+ * back; its own next libcurl callback aborts the transfer, and a
+ * zero-delay event removes and frees it from the loop. hc_resume() is
+ * always deferred to a zero-delay event for the same reason.
  */
 #include <sys/queue.h>
 
@@ -27,12 +35,21 @@
 #define HC_MAX_RESPONSE (64UL * 1024 * 1024)
 /* Idle connections the multi handle keeps for reuse (sandboxes + engine). */
 #define HC_MAX_IDLE_CONNS 256L
+/* Largest header block of a streamed response. */
+#define HC_MAX_HEAD (64 * 1024)
+/* Most headers of a streamed response. */
+#define HC_MAX_HEADERS 256
+
+/* What a streaming callback paused (hc_req.paused). */
+#define HC_PAUSED_RECV 0x01
+#define HC_PAUSED_SEND 0x02
 
 /* What a request is doing. */
 enum hc_state {
 	HC_RUNNING, /* added to the multi handle */
 	HC_FAILING, /* not added; the error is delivered by hc_on_defer */
-	HC_CALLING  /* its callback is on the stack */
+	HC_CALLING, /* its callback is on the stack */
+	HC_ZOMBIE   /* cancelled inside libcurl; freed by hc_on_reap */
 };
 
 struct hc_req {
@@ -49,6 +66,16 @@ struct hc_req {
 	char errbuf[CURL_ERROR_SIZE];
 	hc_done_cb cb;
 	void *arg;
+	/* Streaming. */
+	hc_head_cb on_head;
+	hc_data_cb on_data;
+	hc_body_cb read_body;
+	void *sarg;
+	char *hbuf; /* header lines of the current block */
+	size_t hlen;
+	int head_done;	      /* the final head was delivered */
+	int paused;	      /* HC_PAUSED_* */
+	struct event *resume; /* zero-delay event of hc_resume */
 };
 
 /* A socket libcurl asked us to watch. */
@@ -62,11 +89,14 @@ struct hc {
 	struct event_base *base;
 	CURLM *multi;
 	struct event *timer;
-	TAILQ_HEAD(, hc_req) reqs; /* every request not yet called back */
+	TAILQ_HEAD(, hc_req) reqs;    /* every request not yet called back */
+	TAILQ_HEAD(, hc_req) zombies; /* cancelled inside libcurl */
 	TAILQ_HEAD(, hc_sock) socks;
+	struct event *reaper; /* frees the zombies */
 	size_t npending;
-	int busy;  /* dispatch frames on the stack */
-	int dying; /* hc_free was called inside one */
+	int busy;    /* dispatch frames on the stack */
+	int dying;   /* hc_free was called inside one */
+	int in_curl; /* streaming user callbacks on the stack */
 };
 
 static void hc_on_sock(evutil_socket_t, short, void *);
@@ -78,11 +108,14 @@ hc_req_free(struct hc_req *r)
 {
 	if (r->defer != NULL)
 		event_free(r->defer);
+	if (r->resume != NULL)
+		event_free(r->resume);
 	if (r->easy != NULL)
 		curl_easy_cleanup(r->easy);
 	curl_slist_free_all(r->hdrs);
 	free(r->fail);
 	free(r->buf);
+	free(r->hbuf);
 	free(r);
 }
 
@@ -140,6 +173,11 @@ hc_req_done(struct hc_req *r, CURLcode rc)
 		resp.len = r->len;
 		resp.ctype = ctype;
 	}
+	if (r->on_data != NULL) {
+		/* Streamed: the body went to on_data. */
+		resp.body = "";
+		resp.len = 0;
+	}
 	hc_req_finish(r, &resp);
 	free(text);
 }
@@ -157,7 +195,9 @@ hc_check_done(struct hc *hc)
 			continue;
 		priv = NULL;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
-		if (priv != NULL)
+		/* A zombie is removed by hc_on_reap. */
+		if (priv != NULL &&
+		    ((struct hc_req *)priv)->state == HC_RUNNING)
 			hc_req_done((struct hc_req *)priv, m->data.result);
 	}
 }
@@ -263,6 +303,26 @@ hc_sock_cb(CURL *easy, curl_socket_t fd, int what, void *arg, void *sockp)
 	return 0;
 }
 
+/* Gives a streamed request's body piece to on_data. */
+static size_t
+hc_stream_data(struct hc_req *r, char *data, size_t n)
+{
+	int rv;
+
+	if (r->state == HC_ZOMBIE)
+		return 0;
+	r->hc->in_curl++;
+	rv = r->on_data(data, n, r->sarg);
+	r->hc->in_curl--;
+	if (r->state == HC_ZOMBIE)
+		return 0; /* cancelled inside: abort the transfer */
+	if (rv == HC_PAUSE) {
+		r->paused |= HC_PAUSED_RECV;
+		return CURL_WRITEFUNC_PAUSE;
+	}
+	return n;
+}
+
 /* CURLOPT_WRITEFUNCTION: appends to the body, refusing more than max. */
 static size_t
 hc_write_cb(char *data, size_t size, size_t n, void *arg)
@@ -271,6 +331,8 @@ hc_write_cb(char *data, size_t size, size_t n, void *arg)
 	size_t want;
 
 	n *= size;
+	if (r->on_data != NULL)
+		return hc_stream_data(r, data, n);
 	if (n > r->max - r->len) {
 		r->overflow = 1;
 		return 0;
@@ -290,6 +352,154 @@ hc_write_cb(char *data, size_t size, size_t n, void *arg)
 	return n;
 }
 
+/* Trims spaces and tabs at both ends of s[0..*len) in place. */
+static char *
+hc_trim(char *s, size_t *len)
+{
+	while (*len > 0 && (*s == ' ' || *s == '\t')) {
+		s++;
+		(*len)--;
+	}
+	while (*len > 0 &&
+	    (s[*len - 1] == ' ' || s[*len - 1] == '\t' || s[*len - 1] == '\r' ||
+		s[*len - 1] == '\n'))
+		(*len)--;
+	s[*len] = '\0';
+	return s;
+}
+
+/*
+ * The header block of a streamed response is complete: splits it into
+ * the status and the headers (in place) and calls on_head. Returns -1
+ * when the block is not a usable HTTP head.
+ */
+static int
+hc_stream_head(struct hc_req *r)
+{
+	struct hc_header hdrs[HC_MAX_HEADERS];
+	struct hc_head head;
+	char *p, *end, *nl, *colon, *name, *value;
+	size_t nlen, vlen;
+
+	memset(&head, 0, sizeof head);
+	p = r->hbuf;
+	end = r->hbuf + r->hlen;
+	/* The status line: "HTTP/x.y NNN reason". */
+	if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL ||
+	    (p = memchr(p, ' ', (size_t)(nl - p))) == NULL)
+		return -1;
+	head.status = strtol(p + 1, NULL, 10);
+	if (head.status < 100 || head.status > 999)
+		return -1;
+	for (p = nl + 1; p < end; p = nl + 1) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			nl = end;
+		if (*p == ' ' || *p == '\t')
+			continue; /* obsolete line folding: dropped */
+		if ((colon = memchr(p, ':', (size_t)(nl - p))) == NULL)
+			continue;
+		if (head.nheaders == HC_MAX_HEADERS)
+			return -1;
+		nlen = (size_t)(colon - p);
+		vlen = (size_t)(nl - colon - 1);
+		name = hc_trim(p, &nlen);
+		value = hc_trim(colon + 1, &vlen);
+		if (nlen == 0)
+			continue;
+		hdrs[head.nheaders].name = name;
+		hdrs[head.nheaders].value = value;
+		head.nheaders++;
+	}
+	head.headers = hdrs;
+	r->head_done = 1;
+	r->hc->in_curl++;
+	r->on_head(&head, r->sarg);
+	r->hc->in_curl--;
+	return 0;
+}
+
+/* The status of the header block gathered so far, 0 if none. */
+static long
+hc_block_status(const struct hc_req *r)
+{
+	const char *sp;
+
+	if (r->hlen == 0 || (sp = strchr(r->hbuf, ' ')) == NULL)
+		return 0;
+	return strtol(sp + 1, NULL, 10);
+}
+
+/*
+ * CURLOPT_HEADERFUNCTION of streamed requests: gathers the lines of a
+ * header block; at its end, a 1xx block is dropped and the final one goes
+ * to on_head. Trailers (after the head) are ignored.
+ */
+static size_t
+hc_header_cb(char *data, size_t size, size_t n, void *arg)
+{
+	struct hc_req *r = arg;
+
+	n *= size;
+	if (r->state == HC_ZOMBIE)
+		return 0;
+	if (r->head_done)
+		return n;
+	if (n <= 2 && (data[0] == '\n' || (n == 2 && data[0] == '\r'))) {
+		if (hc_block_status(r) / 100 == 1) {
+			r->hlen = 0; /* "HTTP/1.1 100 Continue" */
+			return n;
+		}
+		if (r->hlen == 0 || hc_stream_head(r) != 0)
+			return 0;
+		return r->state == HC_ZOMBIE ? 0 : n;
+	}
+	if (r->hlen + n + 1 > HC_MAX_HEAD)
+		return 0;
+	if (r->hbuf == NULL)
+		r->hbuf = xmalloc(HC_MAX_HEAD);
+	memcpy(r->hbuf + r->hlen, data, n);
+	r->hlen += n;
+	r->hbuf[r->hlen] = '\0';
+	return n;
+}
+
+/* CURLOPT_READFUNCTION: the request body from read_body. */
+static size_t
+hc_read_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct hc_req *r = arg;
+	ssize_t got;
+
+	if (r->state == HC_ZOMBIE)
+		return CURL_READFUNC_ABORT;
+	r->hc->in_curl++;
+	got = r->read_body(buf, size * n, r->sarg);
+	r->hc->in_curl--;
+	if (r->state == HC_ZOMBIE)
+		return CURL_READFUNC_ABORT;
+	if (got == HC_BODY_WAIT) {
+		r->paused |= HC_PAUSED_SEND;
+		return CURL_READFUNC_PAUSE;
+	}
+	if (got < 0 || (size_t)got > size * n)
+		return CURL_READFUNC_ABORT;
+	return (size_t)got;
+}
+
+/* Removes and frees the requests cancelled inside libcurl. */
+static void
+hc_on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	struct hc *hc = arg;
+	struct hc_req *r;
+
+	while ((r = TAILQ_FIRST(&hc->zombies)) != NULL) {
+		TAILQ_REMOVE(&hc->zombies, r, entry);
+		curl_multi_remove_handle(hc->multi, r->easy);
+		hc_req_free(r);
+	}
+}
+
 /* Makes a client on base. */
 struct hc *
 hc_new(struct event_base *base, long max_host_conns)
@@ -300,10 +510,12 @@ hc_new(struct event_base *base, long max_host_conns)
 	hc = xcalloc(1, sizeof *hc);
 	hc->base = base;
 	TAILQ_INIT(&hc->reqs);
+	TAILQ_INIT(&hc->zombies);
 	TAILQ_INIT(&hc->socks);
 	if ((hc->multi = curl_multi_init()) == NULL)
 		abort();
 	hc->timer = evtimer_new(base, hc_on_timer, hc);
+	hc->reaper = evtimer_new(base, hc_on_reap, hc);
 	curl_multi_setopt(hc->multi, CURLMOPT_SOCKETFUNCTION, hc_sock_cb);
 	curl_multi_setopt(hc->multi, CURLMOPT_SOCKETDATA, hc);
 	curl_multi_setopt(hc->multi, CURLMOPT_TIMERFUNCTION, hc_timer_cb);
@@ -321,6 +533,7 @@ hc_destroy(struct hc *hc)
 {
 	struct hc_sock *s;
 
+	hc_on_reap(-1, 0, hc);
 	/* Cleanup may still report sockets as removed: keep events alive. */
 	curl_multi_cleanup(hc->multi);
 	while ((s = TAILQ_FIRST(&hc->socks)) != NULL) {
@@ -329,6 +542,7 @@ hc_destroy(struct hc *hc)
 		free(s);
 	}
 	event_free(hc->timer);
+	event_free(hc->reaper);
 	free(hc);
 	curl_global_cleanup();
 }
@@ -357,7 +571,22 @@ hc_set_method(struct hc_req *r, const struct hc_opts *o)
 	const char *m = o->method != NULL ? o->method : "GET";
 	CURLcode rc = CURLE_OK;
 
-	if (o->body != NULL || strcasecmp(m, "POST") == 0) {
+	if (o->read_body != NULL) {
+		/* Upload semantics under the given verb; -1 sends chunked. */
+		rc = curl_easy_setopt(r->easy, CURLOPT_UPLOAD, 1L);
+		if (rc == CURLE_OK)
+			rc = curl_easy_setopt(
+			    r->easy, CURLOPT_READFUNCTION, hc_read_cb);
+		if (rc == CURLE_OK)
+			rc = curl_easy_setopt(r->easy, CURLOPT_READDATA, r);
+		if (rc == CURLE_OK)
+			rc = curl_easy_setopt(r->easy, CURLOPT_INFILESIZE_LARGE,
+			    (curl_off_t)(o->body_size >= 0 ? o->body_size
+							   : -1));
+		if (rc == CURLE_OK && strcasecmp(m, "PUT") != 0)
+			rc =
+			    curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, m);
+	} else if (o->body != NULL || strcasecmp(m, "POST") == 0) {
 		/* POST semantics; another method name overrides the verb. */
 		rc = curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE,
 		    (curl_off_t)(o->body != NULL ? o->body_len : 0));
@@ -400,7 +629,12 @@ hc_setup(struct hc_req *r, const struct hc_opts *o)
 	HC_SET(CURLOPT_WRITEFUNCTION, hc_write_cb);
 	HC_SET(CURLOPT_WRITEDATA, r);
 	HC_SET(CURLOPT_HTTPHEADER, r->hdrs);
-	HC_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max);
+	if (o->on_data == NULL)
+		HC_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max);
+	if (o->on_head != NULL) {
+		HC_SET(CURLOPT_HEADERFUNCTION, hc_header_cb);
+		HC_SET(CURLOPT_HEADERDATA, r);
+	}
 #if LIBCURL_VERSION_NUM >= 0x075500
 	HC_SET(CURLOPT_PROTOCOLS_STR, "http,https");
 #else
@@ -432,12 +666,18 @@ hc_request(struct hc *hc, const struct hc_opts *o, hc_done_cb cb, void *arg)
 	r->cb = cb;
 	r->arg = arg;
 	r->max = o->max_response > 0 ? o->max_response : HC_MAX_RESPONSE;
+	r->on_head = o->on_head;
+	r->on_data = o->on_data;
+	r->read_body = o->read_body;
+	r->sarg = o->stream_arg;
 	r->state = HC_FAILING;
 	TAILQ_INSERT_TAIL(&hc->reqs, r, entry);
 	hc->npending++;
 
 	if (o->url == NULL)
 		r->fail = xstrdup("no URL");
+	else if (o->on_data != NULL && o->on_head == NULL)
+		r->fail = xstrdup("on_data without on_head");
 	else if ((r->easy = curl_easy_init()) == NULL)
 		r->fail = xstrdup("cannot make a libcurl handle");
 	else if ((rc = hc_setup(r, o)) != CURLE_OK)
@@ -463,10 +703,60 @@ hc_request(struct hc *hc, const struct hc_opts *o, hc_done_cb cb, void *arg)
 void
 hc_cancel(struct hc_req *r)
 {
-	if (r == NULL || r->state == HC_CALLING)
+	struct hc *hc;
+	static const struct timeval now = {0, 0};
+
+	if (r == NULL || r->state == HC_CALLING || r->state == HC_ZOMBIE)
 		return;
+	hc = r->hc;
+	if (r->state == HC_RUNNING && hc->in_curl > 0) {
+		/* Inside libcurl: the handle cannot be removed here. */
+		TAILQ_REMOVE(&hc->reqs, r, entry);
+		hc->npending--;
+		r->state = HC_ZOMBIE;
+		TAILQ_INSERT_TAIL(&hc->zombies, r, entry);
+		evtimer_add(hc->reaper, &now);
+		return;
+	}
 	hc_req_unlink(r);
 	hc_req_free(r);
+}
+
+/* Lifts a streamed request's pause (from the loop, never inside libcurl). */
+static void
+hc_on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct hc_req *r = arg;
+	struct hc *hc = r->hc;
+	CURLcode rc;
+
+	if (r->state != HC_RUNNING || r->paused == 0)
+		return;
+	r->paused = 0;
+	hc->busy++;
+	rc = curl_easy_pause(r->easy, CURLPAUSE_CONT);
+	if (rc != CURLE_OK && r->state == HC_RUNNING) {
+		/* Delivering the held data failed: end it as an error. */
+		if (r->errbuf[0] == '\0')
+			snprintf(r->errbuf, sizeof r->errbuf, "%s",
+			    curl_easy_strerror(rc));
+		hc_req_done(r, rc);
+	}
+	hc_check_done(hc);
+	hc_leave(hc);
+}
+
+/* Resumes a paused streamed request on the next loop turn. */
+void
+hc_resume(struct hc_req *r)
+{
+	static const struct timeval now = {0, 0};
+
+	if (r == NULL || r->state != HC_RUNNING)
+		return;
+	if (r->resume == NULL)
+		r->resume = evtimer_new(r->hc->base, hc_on_resume, r);
+	evtimer_add(r->resume, &now);
 }
 
 /* Requests not yet called back. */

@@ -35,6 +35,7 @@
 #include "http.h"
 #include "log.h"
 #include "pool.h"
+#include "proxy.h"
 #include "sbtype.h"
 #include "store.h"
 #include "xmalloc.h"
@@ -42,13 +43,20 @@
 #define MAIN_HC_CONNS 4
 /* File descriptors kept for everything but client connections. */
 #define MAIN_FD_RESERVE 256
+/*
+ * Connections at most per sandbox runtime (each sandbox is its own host
+ * name, see rt_call): concurrent tool calls and proxied transfers.
+ */
+#define MAIN_RT_CONNS 64
 
 /* Everything the daemon owns, in order of acquisition. */
 struct main_ctx {
 	struct cfg *cfg;
 	struct event_base *base;
-	struct hc *hc;
+	struct hc *hc;	  /* the engine */
+	struct hc *rt_hc; /* the sandboxes' runtimes */
 	struct api *api;
+	struct proxy *proxy;
 	struct http *http;
 	struct drv *drv;
 	struct store *store;
@@ -115,13 +123,14 @@ main_mkdirs(const char *path, mode_t mode)
 
 /*
  * Raises the soft limit on open files so that SANDPOOL_MAX_CONNECTIONS
- * clients and the rest (dockerd, runtimes, files) fit: accept(2) failing
- * with EMFILE would otherwise spin the listener.
+ * clients, a runtime connection for each (a /proxy transfer holds one),
+ * and the rest (dockerd, runtimes, files) fit: accept(2) failing with
+ * EMFILE would otherwise spin the listener.
  */
 static void
 main_fd_limit(const struct cfg *cfg)
 {
-	rlim_t need = (rlim_t)cfg->max_connections + MAIN_FD_RESERVE;
+	rlim_t need = 2 * (rlim_t)cfg->max_connections + MAIN_FD_RESERVE;
 	struct rlimit rl;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
@@ -130,9 +139,10 @@ main_fd_limit(const struct cfg *cfg)
 	    ? need
 	    : rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < need)
-		log_warnx("open files limited to %lu: fewer than "
-			  "SANDPOOL_MAX_CONNECTIONS=%d + %d; lower it or raise "
-			  "the limit",
+		log_warnx(
+		    "open files limited to %lu: fewer than "
+		    "2 x SANDPOOL_MAX_CONNECTIONS=%d + %d; lower it or raise "
+		    "the limit",
 		    (unsigned long)rl.rlim_cur, cfg->max_connections,
 		    MAIN_FD_RESERVE);
 }
@@ -168,6 +178,7 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
 		: "");
 	http_stop_accepting(m->http);
 	api_stop(m->api);
+	proxy_stop(m->proxy);
 	if (m->pool != NULL)
 		pool_shutdown(
 		    m->pool, m->cfg->auto_cleanup, main_on_shutdown, m);
@@ -212,9 +223,10 @@ main_start_pool(struct main_ctx *m)
 	pp.warmup_timeout = cfg->warmup_timeout;
 	pp.keep_workspace = cfg->keep_workspace;
 	pp.watcher_interval = cfg->watcher_scan_interval;
-	m->pool = pool_new(m->base, m->hc, m->drv, m->store, &pp);
+	m->pool = pool_new(m->base, m->rt_hc, m->drv, m->store, &pp);
 	api_set_pool(m->api, m->pool);
 	api_set_store(m->api, m->store);
+	proxy_set_pool(m->proxy, m->pool);
 	log_info("docker: %s answers; instance %s", cfg->docker_host,
 	    cfg->instance_id);
 	pool_start(m->pool, main_on_pool_started, m);
@@ -333,7 +345,9 @@ main_run(struct cfg *cfg)
 	if ((m.base = event_base_new()) == NULL)
 		fatalx("cannot make an event loop");
 	m.hc = hc_new(m.base, MAIN_HC_CONNS);
-	m.api = api_new(m.base, cfg, m.hc);
+	m.rt_hc = hc_new(m.base, MAIN_RT_CONNS);
+	m.api = api_new(m.base, cfg, m.rt_hc);
+	m.proxy = proxy_new(cfg, m.rt_hc);
 
 	/* The listener first: a port in use fails before anything else. */
 	memset(&hp, 0, sizeof hp);
@@ -345,6 +359,10 @@ main_run(struct cfg *cfg)
 	hp.request_timeout = cfg->request_timeout;
 	hp.max_connections = cfg->max_connections;
 	main_fd_limit(cfg);
+	hp.stream_prefix = PROXY_PREFIX;
+	hp.stream_methods = PROXY_METHODS;
+	hp.stream_cb = proxy_request;
+	hp.stream_arg = m.proxy;
 	if ((m.http = http_new(m.base, &hp, api_request, m.api, &cause)) ==
 	    NULL)
 		fatalx("http: %s", cause);
@@ -378,10 +396,12 @@ main_run(struct cfg *cfg)
 	event_free(m.sigterm);
 	pool_free(m.pool);
 	api_free(m.api);
+	proxy_free(m.proxy);
 	http_free(m.http);
 	if (m.store != NULL)
 		store_free(m.store);
 	drv_close(m.drv);
+	hc_free(m.rt_hc);
 	hc_free(m.hc);
 	event_base_free(m.base);
 	return 0;

@@ -29,8 +29,8 @@ shift $((OPTIND - 1))
 dict_of() {
 	case $1 in
 	fuzz_env) echo "$dir/env.dict" ;;
-	fuzz_agent_http) echo "$dir/http.dict" ;;
-	fuzz_identity|fuzz_agent_path|fuzz_agent_multipart) ;;
+	fuzz_agent_http | fuzz_http_intake) echo "$dir/http.dict" ;;
+	fuzz_identity | fuzz_agent_path | fuzz_agent_multipart) ;;
 	*) echo "$dir/json.dict" ;;
 	esac
 }

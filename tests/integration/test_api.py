@@ -174,6 +174,11 @@ def test_unknown_identity(s):
     err("call_tool", {"identity": x, "tool_name": "run_shell_command",
                       "arguments": {"command": "true"}},
         "Error in call_tool: No container found with id: %s." % x)
+    err("add_mcp_servers", {"identity": x, "server_configs": {}},
+        "Error in add_mcp_servers: No container found with id: %s." % x)
+    err("add_mcp_servers_async", {"identity": x, "server_configs": {}},
+        "Error in add_mcp_servers_async: No container found with id: %s."
+        % x)
     data("release", {"identity": x}, True)
     data("release_async", {"identity": x}, True)
     data("get_session_mapping", {"session_ctx_id": "no-such-session"}, [])

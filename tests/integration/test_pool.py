@@ -1,6 +1,6 @@
 """Sandboxes against the real dockerd (spec sections 3, 4.1, 5): the warm
-pool and its refill, claims, the container record, tool calls, cold
-creates, the _async twins, release, labels and port publishing, and a
+pool and its refill, claims, the container record, tool calls (their
+arguments, add_mcp_servers, 20 at once into one sandbox), cold creates, the _async twins, release, labels and port publishing, and a
 missing image or an exhausted port range (nothing leaks).
 
 Server P: POOL_SIZE=2. Server T: POOL_SIZE=0 with a one-port PORT_RANGE and
@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -179,6 +180,93 @@ def test_call_tool(s, name, info):
     except OSError as e:
         got = str(e)
     t.is_(got, "data\n", "/workspace is the host's mount_dir")
+
+
+def test_tool_arguments(s, name):
+    """The built-in tools' arguments are splatted into one parameter (spec
+    5.2): anything but exactly that member is a 500 at the manager."""
+    status, _, doc = s.rpc("call_tool", {
+        "identity": name, "tool_name": "run_shell_command",
+        "arguments": {"command": "true", "x": 1}})
+    t.is_((status, doc), (500, {
+        "detail": "Error in call_tool: run_shell_command() got an "
+                  "unexpected keyword argument 'x'"}),
+        "call_tool with an extra argument: 500")
+    for args in ({}, None):
+        status, _, doc = s.rpc("call_tool", {
+            "identity": name, "tool_name": "run_ipython_cell",
+            "arguments": args})
+        t.is_((status, doc), (500, {
+            "detail": "Error in call_tool: Object of type FieldInfo is not "
+                      "JSON serializable"}),
+            "call_tool run_ipython_cell with arguments %s: 500"
+            % json.dumps(args))
+    data = shell(s, name, "echo only")
+    t.is_(data.get("content", [{}])[0].get("text"), "only\n",
+          "exactly {command} still runs")
+
+
+def test_mcp(s, name):
+    """add_mcp_servers against sandpool-agent, which has no MCP support
+    yet: the runtime's 404 comes back as the isError object (spec 5.1)."""
+    cfg = {"mcpServers": {"time": {"command": "uvx",
+                                   "args": ["mcp-server-time"]}}}
+    for method in ("add_mcp_servers", "add_mcp_servers_async"):
+        status, _, doc = s.rpc(method, {"identity": name,
+                                        "server_configs": cfg,
+                                        "overwrite": True})
+        data = (doc or {}).get("data") or {}
+        t.ok(status == 200 and data.get("isError") is True and
+             isinstance(data.get("content"), list) and
+             data["content"][0].get("type") == "text" and
+             "/fastapi/mcp/add_servers" in data["content"][0].get("text", ""),
+             "%s: 200 with the isError object naming the runtime URL"
+             % method, doc)
+    status, _, doc = s.rpc("add_mcp_servers", {"identity": name})
+    t.is_((status, doc), (500, {
+        "detail": "Error in add_mcp_servers: add_mcp_servers() missing 1 "
+                  "required positional argument: 'server_configs'"}),
+        "add_mcp_servers without server_configs: 500")
+    status, _, doc = s.rpc("add_mcp_servers", {"args": [name, cfg, False]})
+    t.ok(status == 200 and ((doc or {}).get("data") or {}).get("isError"),
+         "add_mcp_servers with positional args", doc)
+    t.is_(s.call("list_tools", identity=name, tool_type=""),
+          {"generic": GENERIC}, "list_tools tool_type='': every group")
+
+
+def test_concurrent_calls(s, name):
+    """20 tool calls into one sandbox at once, each on its own connection:
+    every answer is its own, and they overlap."""
+    n, out = 20, {}
+
+    def one(i):
+        c = s.connect(timeout=60)
+        try:
+            c.request("POST", "/call_tool", json.dumps({
+                "identity": name, "tool_name": "run_shell_command",
+                "arguments": {"command": "sleep 0.5; echo call-%d" % i}}),
+                dict(s.auth_headers(), **{"Content-Type":
+                                          "application/json"}))
+            r = c.getresponse()
+            out[i] = (r.status, json.loads(r.read()))
+        except Exception as e:  # reported below
+            out[i] = (0, str(e))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    start = time.monotonic()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(90)
+    secs = time.monotonic() - start
+    good = [i for i in range(n) if out.get(i, (0,))[0] == 200 and
+            out[i][1]["data"]["content"][0]["text"] == "call-%d\n" % i]
+    t.is_(len(good), n, "%d concurrent call_tool into one sandbox: each "
+          "got its own answer" % n)
+    t.ok(secs < n * 0.5 / 2, "they ran concurrently (%.2f s for %d calls of "
+         "0.5 s)" % (secs, n))
 
 
 def test_runtime_url(s, info):
@@ -367,6 +455,9 @@ def server_p():
     if info.get("url") and info.get("runtime_token"):
         t.run("runtime url", test_runtime_url, s, info)
     t.run("list_tools", test_list_tools, s, name)
+    t.run("tool arguments", test_tool_arguments, s, name)
+    t.run("add_mcp_servers", test_mcp, s, name)
+    t.run("concurrent tool calls", test_concurrent_calls, s, name)
     t.run("sessions", test_sessions, s, name)
     t.run("labels and publishing", test_labels_publish, s, name, info)
     t.run("refill", test_refill, s, claimed)

@@ -447,6 +447,18 @@ def test_bad_input(s):
         status, _, doc = s.rpc("get_info", body)
         t.ok(status == 500 and "must be a string" in
              ((doc or {}).get("detail") or ""), "%s: 500" % name, doc)
+    # /proxy: the same identities are unknown, without a lookup.
+    for ident in ("..", "%2e%2e", "x" * 200, "%0Ax", "-x", ".x"):
+        status, _, raw = s.request("GET", "/proxy/%s/healthz" % ident, None,
+                                   s.auth_headers(), fresh=True)
+        try:
+            d = json.loads(raw).get("detail", "")
+        except ValueError:
+            d = ""
+        t.ok(status == 404 and d.startswith("sandbox not found: ") and
+             len(d) < 250 and "\n" not in d,
+             "/proxy/%s/: 404 sandbox not found, short detail" % ident[:20],
+             (status, raw[:300]))
     status, _, doc = s.rpc("create", {"environment": {"A": 1}})
     t.ok(status == 500 and "must be a string" in doc.get("detail", ""),
          "environment value not a string: 500", doc)
@@ -481,6 +493,12 @@ def test_no_secrets_logged(s):
     s.request("GET", "/desktop/%s/x?password=%s"
               % (name, info["runtime_token"]), fresh=True)
     s.rpc("list_session_keys", token="wrong-" + s.token)
+    status, _, _ = s.request("GET", "/proxy/%s/healthz?token=%s"
+                             % (name, info["runtime_token"]), None,
+                             s.auth_headers(), fresh=True)
+    t.is_(status, 200, "a /proxy request with a token in its query")
+    s.request("GET", "/proxy/%s/x?password=%s" % (name, s.token), None,
+              s.auth_headers("wrong-" + s.token), fresh=True)
     s.call("release", identity=name)
     log = s.log()
     t.ok("DEBUG" in log.upper() or "debug" in log,
@@ -595,11 +613,11 @@ def test_public_host(ext):
         s.close()
 
 
-def slow_client(port, interval, limit):
+def slow_client(port, interval, limit, line=b"POST /list_session_keys"):
     """Sends a request header a byte at a time; returns (seconds until the
     server closed, what it sent)."""
     c = socket.create_connection(("127.0.0.1", port), timeout=limit)
-    data = (b"POST /list_session_keys HTTP/1.1\r\nHost: x\r\n"
+    data = (line + b" HTTP/1.1\r\nHost: x\r\n"
             b"X-Slow: " + b"a" * 1000)
     got = b""
     t0 = time.monotonic()
@@ -627,22 +645,31 @@ def test_slowloris(s):
     worst = []
     # One slow client in the background is enough to hold a byte-timer
     # server; here it must be cut after ~2 s, while others are served.
+    # The same for a /proxy request (streamed, its head is not evhttp's).
     res = {}
-    th = threading.Thread(target=lambda: res.update(
-        r=slow_client(s.port, 0.3, 15)))
-    th.start()
-    while th.is_alive():
+    ths = [threading.Thread(target=lambda: res.update(
+        r=slow_client(s.port, 0.3, 15))),
+        threading.Thread(target=lambda: res.update(
+            p=slow_client(s.port, 0.3, 15, b"PUT /proxy/x/y")))]
+    for th in ths:
+        th.start()
+    while any(th.is_alive() for th in ths):
         t0 = time.monotonic()
         status, _, _ = s.request("GET", "/health", fresh=True, timeout=5)
         worst.append(time.monotonic() - t0)
         time.sleep(0.2)
-    th.join()
+    for th in ths:
+        th.join()
     secs, got = res.get("r", (None, b""))
     t.ok(secs is not None and secs < 6,
          "a client sending a byte every 0.3 s is cut off (after %.1f s, "
          "SANDPOOL_REQUEST_TIMEOUT=2)" % (secs or -1))
     t.ok(got.startswith(b"HTTP/1.1 408"), "it gets 408 Request Timeout",
          got[:200])
+    secs, got = res.get("p", (None, b""))
+    t.ok(secs is not None and secs < 6 and got.startswith(b"HTTP/1.1 408"),
+         "so is a /proxy request's slow head: 408 (after %.1f s)"
+         % (secs or -1), got[:200])
     t.ok(worst and max(worst) < 0.5,
          "others were served meanwhile (slowest /health %.3f s)"
          % max(worst or [9]))

@@ -821,6 +821,37 @@ test_extensions(void)
 		strstr(cause, "resource_limits: unknown key 'disk'") != NULL,
 	    "unknown resource limit");
 	free(cause);
+	write_file("ext2.json",
+	    "{\"name\": \"srv\", \"image\": \"c\", \"inject_agent\": false,"
+	    " \"cmd\": [\"python3\", \"-c\", \"print(1)\"]}");
+	t = sbtypes_load_file(types, "ext2.json", &cause) == 0
+	    ? sbtypes_find(types, "srv")
+	    : NULL;
+	ok(t != NULL && t->cmd != NULL && strcmp(t->cmd[0], "python3") == 0 &&
+		strcmp(t->cmd[2], "print(1)") == 0 && t->cmd[3] == NULL,
+	    "cmd is read as a vector");
+	ok(sbtypes_find(types, "m")->cmd == NULL, "no cmd: the image's own");
+	write_file("ext2.json",
+	    "{\"name\": \"srv2\", \"image\": \"c\", \"cmd\": [\"x\"]}");
+	ok(sbtypes_load_file(types, "ext2.json", &cause) == -1 &&
+		strstr(cause, "cmd: needs \"inject_agent\": false") != NULL &&
+		sbtypes_find(types, "srv2") == NULL,
+	    "cmd with the agent is refused");
+	free(cause);
+	write_file("ext2.json",
+	    "{\"name\": \"srv2\", \"image\": \"c\", "
+	    "\"inject_agent\": false, \"cmd\": [\"x\", 1]}");
+	ok(sbtypes_load_file(types, "ext2.json", &cause) == -1 &&
+		strstr(cause, "cmd: argument 2 is not a string") != NULL,
+	    "cmd with a non-string");
+	free(cause);
+	write_file("ext2.json",
+	    "{\"name\": \"srv2\", \"image\": \"c\", "
+	    "\"inject_agent\": false, \"cmd\": []}");
+	ok(sbtypes_load_file(types, "ext2.json", &cause) == -1 &&
+		strstr(cause, "cmd: expected an array") != NULL,
+	    "empty cmd");
+	free(cause);
 	sbtypes_free(types);
 }
 

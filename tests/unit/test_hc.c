@@ -10,6 +10,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -158,6 +159,18 @@ srv_handle(struct evhttp_request *req, void *arg)
 		memset(big, 'b', 1 << 20);
 		evbuffer_add(out, big, 1 << 20);
 		free(big);
+		evhttp_send_reply(req, 200, "OK", out);
+	} else if (strcmp(uri, "/count") == 0) {
+		const char *te = evhttp_find_header(
+		    evhttp_request_get_input_headers(req), "Transfer-Encoding");
+		size_t n = evbuffer_get_length(in), i, bad = 0;
+		unsigned char *p = evbuffer_pullup(in, -1);
+
+		/* The body must be the pattern stream_fill writes. */
+		for (i = 0; i < n; i++)
+			bad += p[i] != (unsigned char)(i % 251);
+		evbuffer_add_printf(
+		    out, "%s %zu %s %zu", m, n, te != NULL ? te : "-", bad);
 		evhttp_send_reply(req, 200, "OK", out);
 	} else if (strcmp(uri, "/bigchunked") == 0) {
 		srv_send_chunked(req, 1 << 20);
@@ -648,6 +661,239 @@ test_concurrent(void)
 	hc_free(hc);
 }
 
+/* What a streamed request saw. */
+struct stream {
+	struct hc_req *req;
+	int heads, dones;
+	long status, done_status;
+	char *clen, *te; /* Content-Length, Transfer-Encoding of the head */
+	size_t got;	 /* body bytes */
+	size_t bad;	 /* body bytes not 'b' or 'c' */
+	int data_before_head;
+	int pause_every; /* pause on every n-th piece (0: never) */
+	int pieces;
+	int paused;
+	int cancel_at; /* cancel inside on_data after this many bytes */
+	size_t up_size, up_sent;
+	int up_wait; /* read_body says "wait" every other call */
+	int up_calls;
+	char *body; /* done's body */
+	struct event *kick;
+};
+
+/* Records the head of a streamed response. */
+static void
+st_on_head(const struct hc_head *h, void *arg)
+{
+	struct stream *st = arg;
+	size_t i;
+
+	st->heads++;
+	st->status = h->status;
+	for (i = 0; i < h->nheaders; i++) {
+		if (strcasecmp(h->headers[i].name, "Content-Length") == 0)
+			st->clen = strdup(h->headers[i].value);
+		if (strcasecmp(h->headers[i].name, "Transfer-Encoding") == 0)
+			st->te = strdup(h->headers[i].value);
+	}
+}
+
+/* Resumes a paused stream from a timer. */
+static void
+st_on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *st = arg;
+
+	st->paused = 0;
+	hc_resume(st->req);
+}
+
+/* Counts body bytes; pauses now and then, resumed by a timer. */
+static int
+st_on_data(const char *data, size_t len, void *arg)
+{
+	struct stream *st = arg;
+	static const struct timeval later = {0, 2000};
+	size_t i;
+
+	if (st->heads == 0)
+		st->data_before_head = 1;
+	st->pieces++;
+	if (st->pause_every && st->pieces % st->pause_every == 0 &&
+	    !st->paused) {
+		st->paused = 1;
+		evtimer_add(st->kick, &later);
+		return HC_PAUSE;
+	}
+	for (i = 0; i < len; i++)
+		st->bad += data[i] != 'b' && data[i] != 'c';
+	st->got += len;
+	if (st->cancel_at && st->got >= (size_t)st->cancel_at) {
+		hc_cancel(st->req);
+		st->req = NULL;
+	}
+	return 0;
+}
+
+/* The request body: bytes i % 251, with "nothing yet" now and then. */
+static ssize_t
+st_read_body(char *buf, size_t max, void *arg)
+{
+	struct stream *st = arg;
+	static const struct timeval later = {0, 1000};
+	size_t n = 0;
+
+	if (st->up_wait && st->up_calls++ % 2 == 0 && !st->paused) {
+		st->paused = 1;
+		evtimer_add(st->kick, &later);
+		return HC_BODY_WAIT;
+	}
+	while (n < max && n < 7000 && st->up_sent < st->up_size) {
+		buf[n++] = (char)(st->up_sent % 251);
+		st->up_sent++;
+	}
+	return (ssize_t)n;
+}
+
+/* The stream ended. */
+static void
+st_on_done(const struct hc_resp *r, void *arg)
+{
+	struct stream *st = arg;
+
+	st->dones++;
+	st->done_status = r->status;
+	st->req = NULL;
+	free(st->body);
+	st->body = strndup(r->body, r->len);
+}
+
+/* Makes a stream record. */
+static void
+st_init(struct stream *st)
+{
+	memset(st, 0, sizeof *st);
+	st->kick = evtimer_new(base, st_on_kick, st);
+}
+
+/* Frees a stream record's copies. */
+static void
+st_clear(struct stream *st)
+{
+	event_free(st->kick);
+	free(st->clen);
+	free(st->te);
+	free(st->body);
+	memset(st, 0, sizeof *st);
+}
+
+static void
+test_stream(struct hc *hc)
+{
+	struct hc_opts o;
+	struct stream st;
+	char want[128];
+
+	/* A 1 MiB body with a length, paused every third piece. */
+	st_init(&st);
+	memset(&o, 0, sizeof o);
+	o.method = "GET";
+	o.url = url("/big");
+	o.on_head = st_on_head;
+	o.on_data = st_on_data;
+	o.stream_arg = &st;
+	o.max_response = 1000; /* not a cap for streams */
+	st.pause_every = 3;
+	st.req = hc_request(hc, &o, st_on_done, &st);
+	ok(run_until(&st.dones, 1, 5000) == 0, "streamed GET completes");
+	is_int(st.heads, 1, "one head");
+	is_int(st.status, 200, "head status 200");
+	is_str(st.clen, "1048576", "head has Content-Length");
+	ok(!st.data_before_head, "no data before the head");
+	is_int(st.got, 1 << 20, "every byte delivered once across pauses");
+	is_int(st.bad, 0, "bytes intact");
+	ok(st.pieces > 3, "paused and resumed (%d pieces)", st.pieces);
+	is_int(st.done_status, 200, "done status 200");
+	is_str(st.body, "", "done has no body");
+	st_clear(&st);
+
+	/* A chunked body. */
+	st_init(&st);
+	o.url = url("/bigchunked");
+	st.req = hc_request(hc, &o, st_on_done, &st);
+	ok(run_until(&st.dones, 1, 5000) == 0,
+	    "streamed chunked GET completes");
+	ok(st.clen == NULL, "no Content-Length");
+	is_str(st.te, "chunked", "Transfer-Encoding: chunked");
+	is_int(st.got, 1 << 20, "chunked body complete");
+	st_clear(&st);
+
+	/* An error status still streams its head and body. */
+	st_init(&st);
+	o.url = url("/status/404");
+	st.req = hc_request(hc, &o, st_on_done, &st);
+	run_until(&st.dones, 1, 5000);
+	is_int(st.status, 404, "head of a 404");
+	is_int(st.got, 10, "its body ('status 404')");
+	st_clear(&st);
+
+	/* Upload of unknown size: sent chunked, with waits. */
+	st_init(&st);
+	memset(&o, 0, sizeof o);
+	o.method = "POST";
+	o.url = url("/count");
+	o.on_head = st_on_head;
+	o.on_data = st_on_data;
+	o.read_body = st_read_body;
+	o.body_size = -1;
+	o.stream_arg = &st;
+	st.up_size = 300000;
+	st.up_wait = 1;
+	st.req = hc_request(hc, &o, st_on_done, &st);
+	ok(run_until(&st.dones, 1, 5000) == 0, "chunked upload completes");
+	is_int(st.status, 200, "upload status");
+	ok(st.up_calls > 4, "read_body waited and was resumed");
+	snprintf(want, sizeof want, "POST %d chunked 0", 300000);
+	is_int(st.got, strlen(want), "server saw the whole body, chunked");
+	st_clear(&st);
+
+	/* Upload of known size with PUT: Content-Length, no chunks. */
+	st_init(&st);
+	o.method = "PUT";
+	o.body_size = 123457;
+	st.up_size = 123457;
+	st.req = hc_request(hc, &o, st_on_done, &st);
+	ok(run_until(&st.dones, 1, 5000) == 0, "sized upload completes");
+	is_int(st.got, strlen("PUT 123457 - 0"),
+	    "server saw 123457 bytes, not chunked");
+	st_clear(&st);
+
+	/* Cancel from inside on_data: no done, nothing left behind. */
+	st_init(&st);
+	memset(&o, 0, sizeof o);
+	o.method = "GET";
+	o.url = url("/big");
+	o.on_head = st_on_head;
+	o.on_data = st_on_data;
+	o.stream_arg = &st;
+	st.cancel_at = 1;
+	st.req = hc_request(hc, &o, st_on_done, &st);
+	run_for(300);
+	is_int(st.dones, 0, "cancelled inside on_data: no callback");
+	ok(st.got < (1 << 20), "transfer stopped (%zu bytes)", st.got);
+	is_int(hc_pending(hc), 0, "nothing pending after the cancel");
+	st_clear(&st);
+
+	/* on_data without on_head is refused through the callback. */
+	st_init(&st);
+	o.on_head = NULL;
+	st.req = hc_request(hc, &o, st_on_done, &st);
+	run_until(&st.dones, 1, 2000);
+	is_int(st.dones, 1, "on_data without on_head fails once");
+	is_int(st.done_status, 0, "with no status");
+	st_clear(&st);
+}
+
 int
 main(void)
 {
@@ -699,6 +945,7 @@ main(void)
 	test_keepalive(hc);
 	test_limits(hc);
 	test_cancel(hc);
+	test_stream(hc);
 	test_concurrent();
 	hc_free(hc);
 
