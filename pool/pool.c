@@ -50,23 +50,22 @@
 /* One pooled type. */
 struct pool_type {
 	const struct sbtype *t;
-	int warming;		/* fills in flight */
-	int failures;		/* consecutive failed fills */
-	time_t retry_at;	/* no fill before this after failures */
+	int warming;	 /* fills in flight */
+	int failures;	 /* consecutive failed fills */
+	time_t retry_at; /* no fill before this after failures */
 	TAILQ_ENTRY(pool_type) entry;
 };
 
 enum pool_op_state {
-	OP_COUNT,	/* checking MAX_SANDBOX_INSTANCES */
-	OP_PORT,	/* leasing a host port */
-	OP_CREATE,	/* engine create */
-	OP_START,	/* engine start */
-	OP_HEALTH,	/* waiting for the runtime */
-	OP_STORE,	/* writing the record */
-	OP_SESSION,	/* binding the session */
-	OP_PUSH,	/* adding to the idle list */
-	OP_UNDO,	/* removing the container after a failure */
-	OP_UNDO_PORT	/* returning the port after a failure */
+	OP_BEGIN,     /* reserving a slot (pool fill, instance cap) */
+	OP_PORT,      /* leasing a host port */
+	OP_CREATE,    /* engine create */
+	OP_START,     /* engine start */
+	OP_HEALTH,    /* waiting for the runtime */
+	OP_COMMIT,    /* writing the record (+ idle list, session) */
+	OP_UNDO,      /* removing the container after a failure */
+	OP_UNDO_PORT, /* returning the port after a failure */
+	OP_ABORT      /* dropping the reservation after a failure */
 };
 
 /* One create in flight. */
@@ -74,14 +73,18 @@ struct pool_op {
 	struct pool *pool;
 	enum pool_op_state state;
 	const struct sbtype *type;
-	struct pool_type *pt;	/* set for pool fills */
-	struct sbx *rec;	/* the record being built */
-	char **env;		/* request environment overlay */
+	struct pool_type *pt; /* set for pool fills */
+	struct sbx *rec;      /* the record being built */
+	char **env;	      /* request environment overlay */
 	int retries;
+	int quiet;   /* end without logging a failure */
+	int full;    /* the pool was full: no back-off */
+	int begun;   /* the store holds a reservation */
+	char *owner; /* the reservation's owner */
 	enum pool_err err;
 	char *cause;
 	struct rt_wait *wait;
-	pool_cb cb;		/* NULL for pool fills */
+	pool_cb cb; /* NULL for pool fills */
 	void *arg;
 	TAILQ_ENTRY(pool_op) entry;
 };
@@ -109,12 +112,17 @@ struct pool {
 	int warmup_timeout;
 	int keep_workspace;
 	int watcher_interval;
+	int lease_ttl;
+	int shared;
 
 	TAILQ_HEAD(, pool_type) pools;
-	struct pool_ops ops;	/* creates in flight */
-	int engine_calls;	/* other engine calls in flight */
-	struct event *refill_ev;	/* deferred planner run */
-	struct event *tick;	/* periodic planner run */
+	struct pool_ops ops;	 /* creates in flight */
+	int engine_calls;	 /* other engine calls in flight */
+	struct event *refill_ev; /* deferred planner run */
+	struct event *tick;	 /* periodic planner run */
+	struct event *reaper;	 /* periodic reap + reconcile */
+	int reaper_runs;
+	int reaping; /* a reap or reconcile is in flight */
 	int started;
 	int stopping;
 	int cleanup;
@@ -156,8 +164,8 @@ pool_strv_free(char **v)
 
 /* nftw visitor removing everything below a directory. */
 static int
-pool_rm_entry(const char *path, const struct stat *st, int flag,
-    struct FTW *ftw)
+pool_rm_entry(
+    const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
 	(void)flag;
@@ -187,7 +195,7 @@ pool_dir(const char *root, const char *session_id)
 {
 	char *d;
 
-	if (root == NULL)
+	if (root == NULL || session_id == NULL)
 		return NULL;
 	xasprintf(&d, "%s/%s", root, session_id);
 	return d;
@@ -208,7 +216,7 @@ pool_find_type(struct pool *p, const char *name)
 {
 	struct pool_type *pt;
 
-	TAILQ_FOREACH(pt, &p->pools, entry)
+	TAILQ_FOREACH (pt, &p->pools, entry)
 		if (strcmp(pt->t->name, name) == 0)
 			return pt;
 	return NULL;
@@ -233,19 +241,23 @@ pool_new(struct event_base *base, struct hc *hc, struct drv *drv,
 	p->agent_path = xstrdup0(pp->agent_path);
 	p->run_dir = xstrdup(pp->run_dir);
 	p->mount_root = xstrdup0(pp->mount_root);
-	p->publish_host = xstrdup(pp->publish_host != NULL ?
-	    pp->publish_host : "127.0.0.1");
+	p->publish_host =
+	    xstrdup(pp->publish_host != NULL ? pp->publish_host : "127.0.0.1");
 	p->ro_mounts = pool_strv_dup(pp->readonly_mounts);
 	p->types = pp->types;
-	p->default_type = xstrdup(pp->pool_types != NULL &&
-	    pp->pool_types[0] != NULL ? pp->pool_types[0] : "base");
+	p->default_type =
+	    xstrdup(pp->pool_types != NULL && pp->pool_types[0] != NULL
+		    ? pp->pool_types[0]
+		    : "base");
 	p->pool_size = pp->pool_size;
-	p->refill_concurrency = pp->refill_concurrency > 0 ?
-	    pp->refill_concurrency : 1;
+	p->refill_concurrency =
+	    pp->refill_concurrency > 0 ? pp->refill_concurrency : 1;
 	p->max_instances = pp->max_instances;
 	p->warmup_timeout = pp->warmup_timeout > 0 ? pp->warmup_timeout : 60;
 	p->keep_workspace = pp->keep_workspace;
 	p->watcher_interval = pp->watcher_interval;
+	p->lease_ttl = pp->lease_ttl > 0 ? pp->lease_ttl : 10;
+	p->shared = pp->shared;
 	TAILQ_INIT(&p->pools);
 	TAILQ_INIT(&p->ops);
 	for (i = 0; pp->pool_types != NULL && pp->pool_types[i] != NULL; i++) {
@@ -272,12 +284,15 @@ pool_free(struct pool *p)
 		event_free(p->refill_ev);
 	if (p->tick != NULL)
 		event_free(p->tick);
+	if (p->reaper != NULL)
+		event_free(p->reaper);
 	while ((op = TAILQ_FIRST(&p->ops)) != NULL) {
 		TAILQ_REMOVE(&p->ops, op, entry);
 		rt_wait_cancel(op->wait);
 		sbx_free(op->rec);
 		pool_strv_free(op->env);
 		free(op->cause);
+		free(op->owner);
 		free(op);
 	}
 	while ((pt = TAILQ_FIRST(&p->pools)) != NULL) {
@@ -349,11 +364,11 @@ pool_on_deferred(evutil_socket_t fd, short what, void *arg)
 
 /* Queues a reply for the next loop turn (copies everything). */
 static void
-pool_reply_later(struct pool *p, pool_cb cb, void *arg,
-    const struct pool_reply *r)
+pool_reply_later(
+    struct pool *p, pool_cb cb, void *arg, const struct pool_reply *r)
 {
 	struct pool_deferred *d = xcalloc(1, sizeof *d);
-	struct timeval tv = { 0, 0 };
+	struct timeval tv = {0, 0};
 	size_t i;
 
 	d->cb = cb;
@@ -368,30 +383,30 @@ pool_reply_later(struct pool *p, pool_cb cb, void *arg,
 	for (i = 0; i < r->nnames; i++)
 		d->names[i] = xstrdup(r->names[i]);
 	d->nnames = r->nnames;
-	if (event_base_once(p->base, -1, EV_TIMEOUT, pool_on_deferred, d,
-	    &tv) != 0)
+	if (event_base_once(
+		p->base, -1, EV_TIMEOUT, pool_on_deferred, d, &tv) != 0)
 		fatalx("pool: event_base_once failed");
 }
 
 /* Queues an error reply. */
 static void
-pool_error_later(struct pool *p, pool_cb cb, void *arg, enum pool_err err,
-    const char *cause)
+pool_error_later(
+    struct pool *p, pool_cb cb, void *arg, enum pool_err err, const char *cause)
 {
-	struct pool_reply r = { .err = err, .cause = cause };
+	struct pool_reply r = {.err = err, .cause = cause};
 
 	pool_reply_later(p, cb, arg, &r);
 }
 
 /* ---- Identity lookup, following redirects ------------------------------ */
 
-typedef void (*pool_lookup_cb)(struct pool *, const struct sbx *,
-    enum pool_err, const char *cause, void *arg);
+typedef void (*pool_lookup_cb)(struct pool *, const struct sbx *, enum pool_err,
+    const char *cause, void *arg);
 
 struct pool_lookup {
 	struct pool *pool;
-	char *identity;		/* as the client gave it */
-	char *current;		/* name being looked up */
+	char *identity; /* as the client gave it */
+	char *current;	/* name being looked up */
 	int tried_prefix;
 	int depth;
 	int follow;
@@ -423,8 +438,9 @@ pool_lookup_on_get(const struct store_reply *r, void *arg)
 			    l->identity);
 		else
 			cause = xstrdup(r->cause);
-		l->cb(l->pool, NULL, r->err == STORE_ENOENT ? POOL_ENOTFOUND :
-		    POOL_EUNAVAIL, cause, l->arg);
+		l->cb(l->pool, NULL,
+		    r->err == STORE_ENOENT ? POOL_ENOTFOUND : POOL_EUNAVAIL,
+		    cause, l->arg);
 		free(cause);
 		goto out;
 	}
@@ -454,15 +470,15 @@ out:
 static void
 pool_lookup_next(struct pool_lookup *l)
 {
-	struct store_req q = { .op = STORE_GET, .name = l->current };
+	struct store_req q = {.op = STORE_GET, .name = l->current};
 
 	store_run(l->pool->store, &q, pool_lookup_on_get, l);
 }
 
 /* Resolves an identity to its record; cb from the loop. */
 static void
-pool_lookup(struct pool *p, const char *identity, int follow,
-    pool_lookup_cb cb, void *arg)
+pool_lookup(struct pool *p, const char *identity, int follow, pool_lookup_cb cb,
+    void *arg)
 {
 	struct pool_lookup *l = xcalloc(1, sizeof *l);
 
@@ -485,6 +501,7 @@ pool_op_free(struct pool_op *op)
 	sbx_free(op->rec);
 	pool_strv_free(op->env);
 	free(op->cause);
+	free(op->owner);
 	free(op);
 }
 
@@ -500,9 +517,9 @@ pool_op_done(struct pool_op *op)
 		op->pt->warming--;
 		if (op->err == POOL_OK) {
 			op->pt->failures = 0;
-		} else if (op->err != POOL_ESHUTDOWN) {
-			int wait = 1 << (op->pt->failures < 5 ?
-			    op->pt->failures : 5);
+		} else if (op->err != POOL_ESHUTDOWN && !op->full) {
+			int wait = 1
+			    << (op->pt->failures < 5 ? op->pt->failures : 5);
 
 			op->pt->failures++;
 			op->pt->retry_at = time(NULL) +
@@ -534,8 +551,8 @@ pool_op_on_undo(const struct drv_reply *r, void *arg)
 
 	if (r->err != DRV_OK && r->err != DRV_ENOTFOUND)
 		log_warnx("pool: %s: remove after failed create: %s",
-		    op->rec->container_name, r->msg != NULL ? r->msg :
-		    drv_strerror(r->err));
+		    op->rec->container_name,
+		    r->msg != NULL ? r->msg : drv_strerror(r->err));
 	free(op->rec->container_id);
 	op->rec->container_id = NULL;
 	pool_op_step(op);
@@ -548,7 +565,11 @@ pool_op_on_undo_port(const struct store_reply *r, void *arg)
 	struct pool_op *op = arg;
 
 	(void)r;
-	op->rec->port = 0;
+	if (op->state == OP_UNDO_PORT) {
+		op->rec->port = 0;
+		op->state = OP_ABORT;
+	} else
+		op->begun = 0;
 	pool_op_step(op);
 }
 
@@ -563,7 +584,7 @@ pool_op_fail(struct pool_op *op, enum pool_err err, const char *cause)
 		op->err = err;
 		free(op->cause);
 		op->cause = xstrdup(cause);
-		if (err != POOL_ESHUTDOWN)
+		if (err != POOL_ESHUTDOWN && !op->quiet)
 			log_warnx("pool: %s: create failed: %s",
 			    op->rec->container_name, cause);
 	}
@@ -587,16 +608,18 @@ pool_builder_hint(const struct sbtype *t)
 
 /* Turns an engine error into the operation's failure. */
 static void
-pool_op_engine_error(struct pool_op *op, const char *what,
-    const struct drv_reply *r)
+pool_op_engine_error(
+    struct pool_op *op, const char *what, const struct drv_reply *r)
 {
 	const char *hint;
 	char *cause;
 
 	if (r->err == DRV_ENOIMAGE) {
 		hint = pool_builder_hint(op->type);
-		xasprintf(&cause, "image '%s' for type '%s' is missing; build "
-		    "it with: %s", op->rec->version, op->type->name, hint);
+		xasprintf(&cause,
+		    "image '%s' for type '%s' is missing; build "
+		    "it with: %s",
+		    op->rec->version, op->type->name, hint);
 	} else
 		xasprintf(&cause, "%s: %s%s%s", what, drv_strerror(r->err),
 		    r->msg != NULL ? ": " : "", r->msg != NULL ? r->msg : "");
@@ -604,32 +627,36 @@ pool_op_engine_error(struct pool_op *op, const char *what,
 	free(cause);
 }
 
-/* The instance limit check answered. */
+/* The reservation answered. */
 static void
-pool_op_on_count(const struct store_reply *r, void *arg)
+pool_op_on_begin(const struct store_reply *r, void *arg)
 {
 	struct pool_op *op = arg;
 	struct pool *p = op->pool;
-	long inflight = 0;
-	struct pool_op *o;
 	char *cause;
 
-	if (r->err != STORE_OK) {
-		pool_op_fail(op, POOL_EUNAVAIL, r->cause);
+	switch (r->err) {
+	case STORE_OK:
+		op->begun = 1;
+		op->owner = xstrdup0(r->owner);
+		op->state = OP_PORT;
+		pool_op_step(op);
 		return;
-	}
-	TAILQ_FOREACH(o, &p->ops, entry)
-		if (o != op && o->state > OP_COUNT && o->state < OP_UNDO)
-			inflight++;
-	if (r->value + inflight >= p->max_instances) {
+	case STORE_ENOENT: /* the pool is full: nothing to do */
+		op->quiet = op->full = 1;
+		pool_op_fail(op, POOL_EFULL, "the pool is full");
+		return;
+	case STORE_ELIMIT:
 		xasprintf(&cause, "MAX_SANDBOX_INSTANCES (%d) reached",
 		    p->max_instances);
+		op->quiet = op->pt != NULL;
 		pool_op_fail(op, POOL_EFULL, cause);
 		free(cause);
 		return;
+	default:
+		pool_op_fail(op, POOL_EUNAVAIL, r->cause);
+		return;
 	}
-	op->state = OP_PORT;
-	pool_op_step(op);
 }
 
 /* The port lease answered. */
@@ -640,10 +667,12 @@ pool_op_on_port(const struct store_reply *r, void *arg)
 	char *cause;
 
 	if (r->err != STORE_OK) {
-		xasprintf(&cause, "Not enough free ports available in the "
-		    "specified range (%s)", r->cause);
-		pool_op_fail(op, r->err == STORE_EFULL ? POOL_EFULL :
-		    POOL_EUNAVAIL, cause);
+		xasprintf(&cause,
+		    "Not enough free ports available in the "
+		    "specified range (%s)",
+		    r->cause);
+		pool_op_fail(op,
+		    r->err == STORE_EFULL ? POOL_EFULL : POOL_EUNAVAIL, cause);
 		free(cause);
 		return;
 	}
@@ -686,8 +715,9 @@ static void
 pool_op_on_retry_removed(const struct drv_reply *r, void *arg)
 {
 	struct pool_op *op = arg;
-	struct store_req q = { .op = STORE_PORT_FREE, .port = op->rec->port,
-		.name = op->rec->container_name };
+	struct store_req q = {.op = STORE_PORT_FREE,
+	    .port = op->rec->port,
+	    .name = op->rec->container_name};
 
 	(void)r;
 	free(op->rec->container_id);
@@ -728,42 +758,32 @@ pool_op_on_health(int ok, const char *error, void *arg)
 
 	op->wait = NULL;
 	if (!ok) {
-		xasprintf(&cause, "runtime did not become healthy within "
-		    "%d s: %s", op->pool->warmup_timeout, error);
+		xasprintf(&cause,
+		    "runtime did not become healthy within "
+		    "%d s: %s",
+		    op->pool->warmup_timeout, error);
 		pool_op_fail(op, POOL_ERUNTIME, cause);
 		free(cause);
 		return;
 	}
-	op->state = OP_STORE;
+	op->state = OP_COMMIT;
 	pool_op_step(op);
 }
 
-/* A store write of the create finished. */
+/* The record was committed (pushed to the pool, bound to its session). */
 static void
-pool_op_on_store(const struct store_reply *r, void *arg)
+pool_op_on_commit(const struct store_reply *r, void *arg)
 {
 	struct pool_op *op = arg;
 
 	if (r->err != STORE_OK) {
+		if (r->err == STORE_EFENCED)
+			op->begun = 0; /* the reaper took it over */
 		pool_op_fail(op, POOL_EUNAVAIL, r->cause);
 		return;
 	}
-	switch (op->state) {
-	case OP_STORE:
-		if (op->pt != NULL)
-			op->state = OP_PUSH;
-		else if (op->rec->session_ctx_id != NULL)
-			op->state = OP_SESSION;
-		else {
-			pool_op_done(op);
-			return;
-		}
-		pool_op_step(op);
-		return;
-	default:
-		pool_op_done(op);
-		return;
-	}
+	op->begun = 0;
+	pool_op_done(op);
 }
 
 /* Builds the engine's view of the sandbox and asks for it. */
@@ -787,8 +807,8 @@ pool_op_create(struct pool_op *op)
 	xasprintf(&env[ne++], "SECRET_TOKEN=%s", s->runtime_token);
 	xasprintf(&env[ne++], "NGINX_TIMEOUT=%d", s->timeout);
 	if (t->inject_agent) {
-		xasprintf(&env[ne++], "SANDPOOL_AGENT_PORT=%d",
-		    t->runtime_port);
+		xasprintf(
+		    &env[ne++], "SANDPOOL_AGENT_PORT=%d", t->runtime_port);
 		xasprintf(&env[ne++], "SANDPOOL_AGENT_SOCKET=%s/%s",
 		    POOL_AGENT_DIR, POOL_AGENT_SOCK);
 	}
@@ -799,15 +819,15 @@ pool_op_create(struct pool_op *op)
 
 	binds = xcalloc(8 + 2 * 16, sizeof *binds);
 	if (t->inject_agent) {
-		xasprintf(&binds[nb++], "%s:%s:ro", p->agent_path,
-		    POOL_AGENT_PATH);
-		xasprintf(&binds[nb++], "%s:%s:rw", s->run_dir,
-		    POOL_AGENT_DIR);
+		xasprintf(
+		    &binds[nb++], "%s:%s:ro", p->agent_path, POOL_AGENT_PATH);
+		xasprintf(&binds[nb++], "%s:%s:rw", s->run_dir, POOL_AGENT_DIR);
 	}
 	if (s->mount_dir != NULL)
 		xasprintf(&binds[nb++], "%s:/workspace:rw", s->mount_dir);
 	for (j = 0; p->ro_mounts[j] != NULL && p->ro_mounts[j + 1] != NULL &&
-	    nb < 8 + 2 * 16 - 1; j += 2) {
+	     nb < 8 + 2 * 16 - 1;
+	     j += 2) {
 		xasprintf(&b, "%s:%s:ro", p->ro_mounts[j], p->ro_mounts[j + 1]);
 		binds[nb++] = b;
 	}
@@ -875,8 +895,7 @@ pool_op_mkdirs(struct pool_op *op, char **cause)
 	}
 	if (s->mount_dir != NULL && mkdir(s->mount_dir, 0755) != 0 &&
 	    errno != EEXIST) {
-		xasprintf(cause, "mkdir %s: %s", s->mount_dir,
-		    strerror(errno));
+		xasprintf(cause, "mkdir %s: %s", s->mount_dir, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -890,20 +909,20 @@ pool_op_step(struct pool_op *op)
 	struct store_req q;
 	char *cause;
 
-	if (p->stopping && op->err == POOL_OK && op->state < OP_STORE) {
+	if (p->stopping && op->err == POOL_OK && op->state < OP_COMMIT) {
 		pool_op_fail(op, POOL_ESHUTDOWN, "server is shutting down");
 		return;
 	}
 	memset(&q, 0, sizeof q);
 	switch (op->state) {
-	case OP_COUNT:
-		if (p->max_instances <= 0) {
-			op->state = OP_PORT;
-			pool_op_step(op);
-			return;
-		}
-		q.op = STORE_COUNT_ACTIVE;
-		store_run(p->store, &q, pool_op_on_count, op);
+	case OP_BEGIN:
+		q.op = STORE_BEGIN;
+		q.name = op->rec->container_name;
+		q.type = op->type->name;
+		q.kind = op->pt != NULL ? STORE_KIND_FILL : STORE_KIND_COLD;
+		q.target = p->pool_size;
+		q.max = p->max_instances;
+		store_run(p->store, &q, pool_op_on_begin, op);
 		return;
 	case OP_PORT:
 		if (strcmp(op->type->network, "none") == 0 ||
@@ -933,33 +952,23 @@ pool_op_step(struct pool_op *op)
 		op->wait = rt_wait_healthy(p->base, p->hc, op->rec,
 		    (long)p->warmup_timeout * 1000, pool_op_on_health, op);
 		return;
-	case OP_STORE:
+	case OP_COMMIT:
 		op->rec->updated_at = sbx_now();
 		if (op->rec->session_ctx_id != NULL) {
 			op->rec->state = SBX_RUNNING;
 			op->rec->last_active_at = op->rec->updated_at;
 		} else
 			op->rec->state = SBX_WARM;
-		q.op = STORE_PUT;
+		q.op = STORE_COMMIT;
 		q.rec = op->rec;
-		store_run(p->store, &q, pool_op_on_store, op);
-		return;
-	case OP_SESSION:
-		q.op = STORE_SESSION_ADD;
-		q.session = op->rec->session_ctx_id;
-		q.name = op->rec->container_name;
-		store_run(p->store, &q, pool_op_on_store, op);
-		return;
-	case OP_PUSH:
-		q.op = STORE_POOL_PUSH;
-		q.type = op->type->name;
-		q.name = op->rec->container_name;
-		store_run(p->store, &q, pool_op_on_store, op);
+		q.kind = op->pt != NULL ? STORE_KIND_FILL : STORE_KIND_COLD;
+		q.owner = op->owner;
+		store_run(p->store, &q, pool_op_on_commit, op);
 		return;
 	case OP_UNDO:
 		if (op->rec->container_id != NULL) {
-			drv_remove(p->drv, op->rec->container_id,
-			    pool_op_on_undo, op);
+			drv_remove(
+			    p->drv, op->rec->container_id, pool_op_on_undo, op);
 			return;
 		}
 		op->state = OP_UNDO_PORT;
@@ -973,8 +982,21 @@ pool_op_step(struct pool_op *op)
 			store_run(p->store, &q, pool_op_on_undo_port, op);
 			return;
 		}
-		pool_remove_dirs(p, op->type->inject_agent ? op->rec->run_dir :
-		    NULL, op->rec->mount_dir);
+		op->state = OP_ABORT;
+		pool_op_step(op);
+		return;
+	case OP_ABORT:
+		if (op->begun) {
+			q.op = STORE_ABORT;
+			q.name = op->rec->container_name;
+			q.owner = op->owner;
+			store_run(p->store, &q, pool_op_on_undo_port, op);
+			return;
+		}
+		if (!op->quiet)
+			pool_remove_dirs(p,
+			    op->type->inject_agent ? op->rec->run_dir : NULL,
+			    op->rec->mount_dir);
 		pool_op_done(op);
 		return;
 	}
@@ -995,7 +1017,7 @@ pool_op_start(struct pool *p, const struct sbtype *t, struct pool_type *pt,
 	op->cb = cb;
 	op->arg = arg;
 	op->env = env != NULL ? pool_strv_dup(env) : NULL;
-	op->state = OP_COUNT;
+	op->state = OP_BEGIN;
 	op->rec = s = sbx_new();
 	sbx_random_id(id);
 	sbx_random_token(tok);
@@ -1028,7 +1050,7 @@ pool_fills(struct pool *p)
 	struct pool_type *pt;
 	int n = 0;
 
-	TAILQ_FOREACH(pt, &p->pools, entry)
+	TAILQ_FOREACH (pt, &p->pools, entry)
 		n += pt->warming;
 	return n;
 }
@@ -1050,7 +1072,8 @@ pool_refill_on_idle(const struct store_reply *r, void *arg)
 	free(c);
 	if (r->err != STORE_OK || p->stopping)
 		return;
-	need = p->pool_size - r->value - pt->warming;
+	/* value counts idle and reserved slots of every worker. */
+	need = p->pool_size - r->value;
 	while (need-- > 0 && pool_fills(p) < p->refill_concurrency)
 		pool_op_start(p, pt->t, pt, NULL, NULL, NULL, NULL);
 }
@@ -1068,7 +1091,7 @@ pool_on_refill(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (p->stopping || !p->started || p->pool_size <= 0)
 		return;
-	TAILQ_FOREACH(pt, &p->pools, entry) {
+	TAILQ_FOREACH (pt, &p->pools, entry) {
 		if (pt->retry_at > now || !pt->t->supported)
 			continue;
 		if (pool_fills(p) >= p->refill_concurrency)
@@ -1076,8 +1099,10 @@ pool_on_refill(evutil_socket_t fd, short what, void *arg)
 		c = xcalloc(1, sizeof *c);
 		c->pool = p;
 		c->pt = pt;
-		store_run(p->store, &(struct store_req){ .op = STORE_POOL_COUNT,
-		    .type = pt->t->name }, pool_refill_on_idle, c);
+		store_run(p->store,
+		    &(struct store_req){
+			.op = STORE_POOL_COUNT, .type = pt->t->name},
+		    pool_refill_on_idle, c);
 	}
 }
 
@@ -1089,7 +1114,7 @@ pool_refill_soon(struct pool *p)
 		event_active(p->refill_ev, EV_TIMEOUT, 0);
 }
 
-/* ---- Start-up: remove this instance's leftovers ------------------------ */
+/* ---- Sweep: remove this instance's containers -------------------------- */
 
 struct pool_sweep {
 	struct pool *pool;
@@ -1098,6 +1123,9 @@ struct pool_sweep {
 	pool_done_cb cb;
 	void *arg;
 };
+
+static void pool_release_forced(struct pool *, const char *name, const char *id,
+    const char *sid, pool_cb, void *);
 
 /* Ends a sweep when its last removal answered. */
 static void
@@ -1112,38 +1140,48 @@ pool_sweep_check(struct pool_sweep *sw)
 	free(sw);
 }
 
-/* One leftover container is gone. */
+/* One container of the sweep is released and gone. */
 static void
-pool_sweep_on_remove(const struct drv_reply *r, void *arg)
+pool_sweep_on_release(const struct pool_reply *r, void *arg)
 {
 	struct pool_sweep *sw = arg;
 
-	sw->pool->engine_calls--;
-	if (r->err == DRV_OK)
+	if (r->err == POOL_OK)
 		sw->removed++;
-	else if (r->err != DRV_ENOTFOUND)
-		log_warnx("pool: sweep: remove: %s", r->msg != NULL ? r->msg :
-		    drv_strerror(r->err));
+	else
+		log_warnx("pool: sweep: %s",
+		    r->cause != NULL ? r->cause : "release failed");
 	sw->pending--;
 	pool_sweep_check(sw);
 }
 
-/* The engine listed this instance's containers: remove them all. */
+/* 1 if sid looks like a session_id (so it can name a directory). */
+static int
+pool_sid_ok(const char *sid)
+{
+	return sid != NULL && strlen(sid) == SBX_ID_LEN &&
+	    strspn(sid, "0123456789abcdefghijklmnopqrstuvwxyz") == SBX_ID_LEN;
+}
+
+/*
+ * The engine listed this instance's containers: release each one through
+ * the store (so that shared state says released, no pool hands it out and
+ * its port comes back), removing those without a live record directly.
+ */
 static void
 pool_sweep_on_list(const struct drv_reply *r, void *arg)
 {
 	struct pool_sweep *sw = arg;
 	struct pool *p = sw->pool;
-	const char *sid;
-	char *run, *ws;
+	const char *sid, *name;
 	size_t i;
 
 	p->engine_calls--;
 	if (r->err != DRV_OK) {
 		char *cause;
 
-		xasprintf(&cause, "cannot list containers: %s", r->msg != NULL ?
-		    r->msg : drv_strerror(r->err));
+		xasprintf(&cause, "cannot list containers: %s",
+		    r->msg != NULL ? r->msg : drv_strerror(r->err));
 		sw->cb(-1, cause, sw->arg);
 		free(cause);
 		free(sw);
@@ -1151,18 +1189,12 @@ pool_sweep_on_list(const struct drv_reply *r, void *arg)
 	}
 	for (i = 0; i < r->nctrs; i++) {
 		sid = drv_ctr_label(&r->ctrs[i], "sandpool.session_id");
-		if (sid != NULL && strlen(sid) == SBX_ID_LEN &&
-		    strspn(sid, "0123456789abcdefghijklmnopqrstuvwxyz") ==
-		    SBX_ID_LEN) {
-			run = pool_dir(p->run_dir, sid);
-			ws = pool_dir(p->mount_root, sid);
-			pool_remove_dirs(p, run, ws);
-			free(run);
-			free(ws);
-		}
+		name = drv_ctr_label(&r->ctrs[i], "sandpool.name");
+		if (name == NULL)
+			name = r->ctrs[i].name;
 		sw->pending++;
-		p->engine_calls++;
-		drv_remove(p->drv, r->ctrs[i].id, pool_sweep_on_remove, sw);
+		pool_release_forced(p, name, r->ctrs[i].id,
+		    pool_sid_ok(sid) ? sid : NULL, pool_sweep_on_release, sw);
 	}
 	sw->pending--; /* the list itself */
 	pool_sweep_check(sw);
@@ -1189,6 +1221,204 @@ pool_sweep(struct pool *p, pool_done_cb cb, void *arg)
 	free(inst);
 }
 
+/* ---- Reaper and reconciler --------------------------------------------- */
+
+/* Runs of the reaper between two reconciles. */
+#define POOL_RECONCILE_EVERY 2
+
+/* One removal of the reaper or reconciler answered. */
+static void
+pool_reap_on_remove(const struct drv_reply *r, void *arg)
+{
+	struct pool *p = arg;
+
+	p->engine_calls--;
+	if (r->err != DRV_OK && r->err != DRV_ENOTFOUND)
+		log_warnx("pool: reaper: remove: %s",
+		    r->msg != NULL ? r->msg : drv_strerror(r->err));
+	if (p->stopping)
+		pool_shutdown_check(p);
+}
+
+/* Removes a container (by id or name) and its directories. */
+static void
+pool_reap_remove(struct pool *p, const char *ref, const char *name)
+{
+	size_t n = strlen(p->prefix);
+	char *run, *ws;
+
+	if (name != NULL && strncmp(name, p->prefix, n) == 0 &&
+	    pool_sid_ok(name + n)) {
+		run = pool_dir(p->run_dir, name + n);
+		ws = pool_dir(p->mount_root, name + n);
+		pool_remove_dirs(p, run, ws);
+		free(run);
+		free(ws);
+	}
+	p->engine_calls++;
+	drv_remove(p->drv, ref, pool_reap_on_remove, p);
+}
+
+struct pool_reconcile {
+	struct pool *pool;
+	char **instances;
+	size_t ninstances;
+	char **names; /* containers of those instances */
+	char **ids;
+	size_t n;
+};
+
+/* Frees a reconcile pass and lets the next one start. */
+static void
+pool_reconcile_end(struct pool_reconcile *rc)
+{
+	size_t i;
+
+	rc->pool->reaping = 0;
+	for (i = 0; i < rc->ninstances; i++)
+		free(rc->instances[i]);
+	free(rc->instances);
+	for (i = 0; i < rc->n; i++) {
+		free(rc->names[i]);
+		free(rc->ids[i]);
+	}
+	free(rc->names);
+	free(rc->ids);
+	free(rc);
+}
+
+/* The store said which of the listed containers are orphans. */
+static void
+pool_reconcile_on_orphans(const struct store_reply *r, void *arg)
+{
+	struct pool_reconcile *rc = arg;
+	struct pool *p = rc->pool;
+	size_t i, j;
+
+	for (i = 0; r->err == STORE_OK && i < r->nnames && !p->stopping; i++) {
+		if (r->names[i][0] == '?') {
+			log_debug("pool: reconcile: %s has no record (store "
+				  "lost?); left alone",
+			    r->names[i] + 1);
+			continue;
+		}
+		for (j = 0; j < rc->n; j++)
+			if (strcmp(rc->names[j], r->names[i]) == 0)
+				break;
+		if (j == rc->n)
+			continue;
+		log_info("pool: reconcile: removing orphan %s", rc->names[j]);
+		pool_reap_remove(p, rc->ids[j], rc->names[j]);
+	}
+	pool_reconcile_end(rc);
+}
+
+/* The engine listed sandpool's containers: ask which are orphans. */
+static void
+pool_reconcile_on_list(const struct drv_reply *r, void *arg)
+{
+	struct pool_reconcile *rc = arg;
+	struct pool *p = rc->pool;
+	struct store_req q = {.op = STORE_ORPHANS};
+	const char *inst, *name;
+	size_t i, j;
+
+	p->engine_calls--;
+	if (r->err != DRV_OK || p->stopping) {
+		if (p->stopping)
+			pool_shutdown_check(p);
+		pool_reconcile_end(rc);
+		return;
+	}
+	rc->names = xcalloc(r->nctrs + 1, sizeof *rc->names);
+	rc->ids = xcalloc(r->nctrs + 1, sizeof *rc->ids);
+	for (i = 0; i < r->nctrs; i++) {
+		inst = drv_ctr_label(&r->ctrs[i], "sandpool.instance");
+		if (inst == NULL)
+			continue;
+		for (j = 0; j < rc->ninstances; j++)
+			if (strcmp(rc->instances[j], inst) == 0)
+				break;
+		if (j == rc->ninstances && strcmp(inst, p->instance_id) != 0)
+			continue; /* another deployment's: not ours to judge */
+		name = drv_ctr_label(&r->ctrs[i], "sandpool.name");
+		rc->names[rc->n] =
+		    xstrdup(name != NULL ? name : r->ctrs[i].name);
+		rc->ids[rc->n++] = xstrdup(r->ctrs[i].id);
+	}
+	if (rc->n == 0) {
+		pool_reconcile_end(rc);
+		return;
+	}
+	q.names = rc->names;
+	q.nnames = rc->n;
+	store_run(p->store, &q, pool_reconcile_on_orphans, rc);
+}
+
+/* The instances sharing the store are known: list their containers. */
+static void
+pool_reconcile_on_instances(const struct store_reply *r, void *arg)
+{
+	struct pool_reconcile *rc = arg;
+	struct pool *p = rc->pool;
+	const char *filters[2] = {"sandpool.owner=sandpool", NULL};
+	size_t i;
+
+	if (r->err != STORE_OK || p->stopping) {
+		pool_reconcile_end(rc);
+		return;
+	}
+	rc->instances = xcalloc(r->nnames + 1, sizeof *rc->instances);
+	for (i = 0; i < r->nnames; i++)
+		rc->instances[i] = xstrdup(r->names[i]);
+	rc->ninstances = r->nnames;
+	p->engine_calls++;
+	drv_list(p->drv, filters, pool_reconcile_on_list, rc);
+}
+
+/*
+ * The store handed back what dead owners left half-made: remove those
+ * containers; then, every few runs, reconcile the engine with the store.
+ */
+static void
+pool_reap_on_reply(const struct store_reply *r, void *arg)
+{
+	struct pool *p = arg;
+	struct pool_reconcile *rc;
+	size_t i;
+
+	for (i = 0; r->err == STORE_OK && i < r->nnames && !p->stopping; i++) {
+		log_info("pool: reaper: %s was left half-made by a dead "
+			 "worker; removing it",
+		    r->names[i]);
+		pool_reap_remove(p, r->names[i], r->names[i]);
+	}
+	if (r->err != STORE_OK || p->stopping ||
+	    ++p->reaper_runs % POOL_RECONCILE_EVERY != 0) {
+		p->reaping = 0;
+		return;
+	}
+	rc = xcalloc(1, sizeof *rc);
+	rc->pool = p;
+	store_run(p->store, &(struct store_req){.op = STORE_INSTANCES},
+	    pool_reconcile_on_instances, rc);
+}
+
+/* Reaper timer: reap dead owners' leftovers. */
+static void
+pool_on_reaper(evutil_socket_t fd, short what, void *arg)
+{
+	struct pool *p = arg;
+
+	(void)fd;
+	(void)what;
+	if (p->stopping || p->reaping || !store_ready(p->store))
+		return;
+	p->reaping = 1;
+	store_run(p->store, &(struct store_req){.op = STORE_REAP},
+	    pool_reap_on_reply, p);
+}
+
 struct pool_start_ctx {
 	struct pool *pool;
 	pool_done_cb cb;
@@ -1205,18 +1435,32 @@ pool_start_on_sweep(int err, const char *cause, void *arg)
 
 	if (err == 0 && !p->stopping) {
 		p->started = 1;
+		tv.tv_sec = p->lease_ttl / 2;
+		tv.tv_usec = (p->lease_ttl % 2) * 500000;
+		p->reaper =
+		    event_new(p->base, -1, EV_PERSIST, pool_on_reaper, p);
+		event_add(p->reaper, &tv);
 		p->refill_ev = event_new(p->base, -1, 0, pool_on_refill, p);
 		if (p->watcher_interval > 0) {
 			tv.tv_sec = p->watcher_interval;
 			tv.tv_usec = 0;
-			p->tick = event_new(p->base, -1, EV_PERSIST,
-			    pool_on_refill, p);
+			p->tick = event_new(
+			    p->base, -1, EV_PERSIST, pool_on_refill, p);
 			event_add(p->tick, &tv);
 		}
 		pool_refill_soon(p);
 	}
 	c->cb(err, cause, c->arg);
 	free(c);
+}
+
+/* Starts without a sweep (shared store). */
+static void
+pool_on_start_shared(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	pool_start_on_sweep(0, NULL, arg);
 }
 
 /* Removes leftovers, then starts the pools. */
@@ -1228,6 +1472,18 @@ pool_start(struct pool *p, pool_done_cb cb, void *arg)
 	c->pool = p;
 	c->cb = cb;
 	c->arg = arg;
+	if (p->shared) {
+		/*
+		 * Other workers and instances may be serving this instance's
+		 * containers: nothing is swept; the reaper and reconciler
+		 * remove what is really left over.
+		 */
+		struct timeval tv = {0, 0};
+
+		event_base_once(
+		    p->base, -1, EV_TIMEOUT, pool_on_start_shared, c, &tv);
+		return;
+	}
 	pool_sweep(p, pool_start_on_sweep, c);
 }
 
@@ -1271,7 +1527,7 @@ pool_on_shutdown(evutil_socket_t fd, short what, void *arg)
 void
 pool_shutdown(struct pool *p, int cleanup, pool_done_cb cb, void *arg)
 {
-	struct timeval tv = { 0, 0 };
+	struct timeval tv = {0, 0};
 	struct pool_op *op, *next;
 
 	p->stopping = 1;
@@ -1280,12 +1536,14 @@ pool_shutdown(struct pool *p, int cleanup, pool_done_cb cb, void *arg)
 	p->shutdown_arg = arg;
 	if (p->tick != NULL)
 		event_del(p->tick);
+	if (p->reaper != NULL)
+		event_del(p->reaper);
 	/* Health waits end now; other steps end at their next boundary. */
 	for (op = TAILQ_FIRST(&p->ops); op != NULL; op = next) {
 		next = TAILQ_NEXT(op, entry);
 		if (op->state == OP_HEALTH && op->wait != NULL)
-			pool_op_fail(op, POOL_ESHUTDOWN,
-			    "server is shutting down");
+			pool_op_fail(
+			    op, POOL_ESHUTDOWN, "server is shutting down");
 	}
 	event_base_once(p->base, -1, EV_TIMEOUT, pool_on_shutdown, p, &tv);
 }
@@ -1305,8 +1563,10 @@ pool_type_of(struct pool *p, const char *name, char **cause)
 		return NULL;
 	}
 	if (!t->supported) {
-		xasprintf(cause, "sandbox type '%s' cannot be served by "
-		    "sandpool (no image for it)", name);
+		xasprintf(cause,
+		    "sandbox type '%s' cannot be served by "
+		    "sandpool (no image for it)",
+		    name);
 		return NULL;
 	}
 	return t;
@@ -1322,8 +1582,8 @@ pool_create(struct pool *p, const char *type, const char *meta,
 
 	(void)mount_dir; /* ALLOW_MOUNT_DIR is not implemented yet */
 	if (p->stopping) {
-		pool_error_later(p, cb, arg, POOL_ESHUTDOWN,
-		    "server is shutting down");
+		pool_error_later(
+		    p, cb, arg, POOL_ESHUTDOWN, "server is shutting down");
 		return;
 	}
 	if ((t = pool_type_of(p, type, &cause)) == NULL) {
@@ -1372,8 +1632,8 @@ pool_claim_on_reply(const struct store_reply *r, void *arg)
 
 /* Hands out a warm sandbox, or creates one. */
 void
-pool_create_from_pool(struct pool *p, const char *type, const char *meta,
-    pool_cb cb, void *arg)
+pool_create_from_pool(
+    struct pool *p, const char *type, const char *meta, pool_cb cb, void *arg)
 {
 	struct pool_claim_ctx *c;
 	const struct sbtype *t;
@@ -1382,8 +1642,8 @@ pool_create_from_pool(struct pool *p, const char *type, const char *meta,
 	char *cause;
 
 	if (p->stopping) {
-		pool_error_later(p, cb, arg, POOL_ESHUTDOWN,
-		    "server is shutting down");
+		pool_error_later(
+		    p, cb, arg, POOL_ESHUTDOWN, "server is shutting down");
 		return;
 	}
 	if ((t = pool_type_of(p, type, &cause)) == NULL) {
@@ -1418,7 +1678,9 @@ pool_create_from_pool(struct pool *p, const char *type, const char *meta,
 struct pool_release_ctx {
 	struct pool *pool;
 	struct sbx *rec;
-	int steps;		/* store/engine replies still awaited */
+	char *force_id;	 /* sweep: container to remove without record */
+	char *force_sid; /* and its session_id, for its directories */
+	int steps;	 /* store/engine replies still awaited */
 	pool_cb cb;
 	void *arg;
 };
@@ -1439,6 +1701,8 @@ pool_release_step_done(struct pool_release_ctx *c)
 	sbx_free(c->rec);
 	if (c->pool->stopping)
 		pool_shutdown_check(c->pool);
+	free(c->force_id);
+	free(c->force_sid);
 	free(c);
 }
 
@@ -1455,7 +1719,7 @@ static void
 pool_release_on_remove(const struct drv_reply *r, void *arg)
 {
 	struct pool_release_ctx *c = arg;
-	struct store_req q = { .op = STORE_PORT_FREE };
+	struct store_req q = {.op = STORE_PORT_FREE};
 
 	if (r->err != DRV_OK && r->err != DRV_ENOTFOUND)
 		log_warnx("pool: %s: remove: %s", c->rec->container_name,
@@ -1471,28 +1735,45 @@ pool_release_on_remove(const struct drv_reply *r, void *arg)
 
 /* The record to release is known. */
 static void
-pool_release_on_lookup(struct pool *p, const struct sbx *rec,
-    enum pool_err err, const char *cause, void *arg)
+pool_release_on_lookup(struct pool *p, const struct sbx *rec, enum pool_err err,
+    const char *cause, void *arg)
 {
 	struct pool_release_ctx *c = arg;
 	struct store_req q;
 	struct sbx *s;
 
-	if (err == POOL_ENOTFOUND || (err == POOL_OK &&
-	    (rec->state == SBX_RELEASED || rec->state == SBX_RECYCLED ||
-	    rec->state == SBX_REPLACED))) {
-		struct pool_reply r = { .flag = 1 };
+	if (err == POOL_ENOTFOUND || (err != POOL_OK && c->force_id != NULL) ||
+	    (err == POOL_OK &&
+		(rec->state == SBX_RELEASED || rec->state == SBX_RECYCLED ||
+		    rec->state == SBX_REPLACED))) {
+		struct pool_reply r = {.flag = 1};
 
+		if (c->force_id != NULL) {
+			/* A container without a live record: remove it. */
+			char *run = pool_dir(p->run_dir, c->force_sid);
+			char *ws = pool_dir(p->mount_root, c->force_sid);
+
+			c->rec = sbx_new();
+			c->rec->container_name = xstrdup(c->force_id);
+			c->rec->run_dir = run;
+			c->rec->mount_dir = ws;
+			c->steps = 1;
+			drv_remove(
+			    p->drv, c->force_id, pool_release_on_remove, c);
+			return;
+		}
 		c->cb(&r, c->arg);
 		p->engine_calls--;
 		free(c);
 		return;
 	}
 	if (err != POOL_OK) {
-		struct pool_reply r = { .err = err, .cause = cause };
+		struct pool_reply r = {.err = err, .cause = cause};
 
 		c->cb(&r, c->arg);
 		p->engine_calls--;
+		free(c->force_id);
+		free(c->force_sid);
 		free(c);
 		return;
 	}
@@ -1532,7 +1813,7 @@ pool_release_on_lookup(struct pool *p, const struct sbx *rec,
 	if (s->container_id != NULL)
 		drv_remove(p->drv, s->container_id, pool_release_on_remove, c);
 	else {
-		struct drv_reply dr = { .err = DRV_ENOTFOUND };
+		struct drv_reply dr = {.err = DRV_ENOTFOUND};
 
 		pool_release_on_remove(&dr, c);
 	}
@@ -1549,6 +1830,25 @@ pool_release(struct pool *p, const char *identity, pool_cb cb, void *arg)
 	c->arg = arg;
 	p->engine_calls++;
 	pool_lookup(p, identity, 1, pool_release_on_lookup, c);
+}
+
+/*
+ * Releases the sandbox named name through the store; if it has no live
+ * record, removes the container id (and the directories of sid) anyway.
+ */
+static void
+pool_release_forced(struct pool *p, const char *name, const char *id,
+    const char *sid, pool_cb cb, void *arg)
+{
+	struct pool_release_ctx *c = xcalloc(1, sizeof *c);
+
+	c->pool = p;
+	c->cb = cb;
+	c->arg = arg;
+	c->force_id = xstrdup(id);
+	c->force_sid = xstrdup0(sid);
+	p->engine_calls++;
+	pool_lookup(p, name, 0, pool_release_on_lookup, c);
 }
 
 /* ---- Lookups ----------------------------------------------------------- */
@@ -1610,11 +1910,11 @@ pool_touch_on_put(const struct store_reply *r, void *arg)
 
 /* The record to touch is known: refresh its heartbeat. */
 static void
-pool_touch_on_lookup(struct pool *p, const struct sbx *rec,
-    enum pool_err err, const char *cause, void *arg)
+pool_touch_on_lookup(struct pool *p, const struct sbx *rec, enum pool_err err,
+    const char *cause, void *arg)
 {
 	struct pool_call_ctx *c = arg;
-	struct store_req q = { .op = STORE_PUT };
+	struct store_req q = {.op = STORE_PUT};
 
 	if (err != POOL_OK || rec->state != SBX_RUNNING) {
 		pool_info_on_lookup(p, rec, err, cause, arg);
@@ -1658,11 +1958,10 @@ pool_names_on_reply(const struct store_reply *r, void *arg)
 
 /* The names bound to a session. */
 void
-pool_session_mapping(struct pool *p, const char *session, pool_cb cb,
-    void *arg)
+pool_session_mapping(struct pool *p, const char *session, pool_cb cb, void *arg)
 {
 	struct pool_call_ctx *c = xcalloc(1, sizeof *c);
-	struct store_req q = { .op = STORE_SESSION_GET, .session = session };
+	struct store_req q = {.op = STORE_SESSION_GET, .session = session};
 
 	c->cb = cb;
 	c->arg = arg;
@@ -1674,7 +1973,7 @@ void
 pool_session_keys(struct pool *p, pool_cb cb, void *arg)
 {
 	struct pool_call_ctx *c = xcalloc(1, sizeof *c);
-	struct store_req q = { .op = STORE_SESSION_KEYS };
+	struct store_req q = {.op = STORE_SESSION_KEYS};
 
 	c->cb = cb;
 	c->arg = arg;
@@ -1725,8 +2024,8 @@ pool_call_on_action(const struct drv_reply *r, void *arg)
 		log_info("pool: %s: %s: %s", c->rec->container_name,
 		    c->kind == POOL_CALL_START ? "start" : "stop",
 		    r->msg != NULL ? r->msg : drv_strerror(r->err));
-	drv_inspect(c->pool->drv, c->rec->container_id, pool_call_on_inspect,
-	    c);
+	drv_inspect(
+	    c->pool->drv, c->rec->container_id, pool_call_on_inspect, c);
 }
 
 /* The record is known: act on its container. */
@@ -1738,7 +2037,7 @@ pool_call_on_lookup(struct pool *p, const struct sbx *rec, enum pool_err err,
 
 	(void)cause;
 	if (err != POOL_OK || rec->container_id == NULL) {
-		struct drv_reply dr = { .err = DRV_ENOTFOUND };
+		struct drv_reply dr = {.err = DRV_ENOTFOUND};
 
 		if (c->kind == POOL_CALL_STATUS && err == POOL_ENOTFOUND &&
 		    c->rec != NULL) {
@@ -1767,8 +2066,7 @@ pool_call_on_lookup(struct pool *p, const struct sbx *rec, enum pool_err err,
 
 /* Starts one engine call on a sandbox. */
 static void
-pool_call(struct pool *p, const char *identity, int kind, pool_cb cb,
-    void *arg)
+pool_call(struct pool *p, const char *identity, int kind, pool_cb cb, void *arg)
 {
 	struct pool_call_ctx *c = xcalloc(1, sizeof *c);
 
@@ -1785,16 +2083,14 @@ pool_call(struct pool *p, const char *identity, int kind, pool_cb cb,
 
 /* Engine start of a sandbox. */
 void
-pool_start_sandbox(struct pool *p, const char *identity, pool_cb cb,
-    void *arg)
+pool_start_sandbox(struct pool *p, const char *identity, pool_cb cb, void *arg)
 {
 	pool_call(p, identity, POOL_CALL_START, cb, arg);
 }
 
 /* Engine stop of a sandbox. */
 void
-pool_stop_sandbox(struct pool *p, const char *identity, pool_cb cb,
-    void *arg)
+pool_stop_sandbox(struct pool *p, const char *identity, pool_cb cb, void *arg)
 {
 	pool_call(p, identity, POOL_CALL_STOP, cb, arg);
 }

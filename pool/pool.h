@@ -35,6 +35,8 @@ struct pool_params {
 	int warmup_timeout;		/* seconds */
 	int keep_workspace;
 	int watcher_interval;		/* seconds; 0 = no refill */
+	int lease_ttl;			/* seconds: reaper and reconcile pace */
+	int shared;			/* the store is shared (Redis) */
 };
 
 enum pool_err {
@@ -68,8 +70,9 @@ struct pool *pool_new(struct event_base *, struct hc *, struct drv *,
 void pool_free(struct pool *);
 
 /*
- * Removes this instance's leftover containers (and their workspaces and
- * run dirs), then starts pre-warming. cb once the leftovers are gone.
+ * With a private store, removes this instance's leftover containers (and
+ * their workspaces and run dirs); then starts pre-warming, the reaper of
+ * dead workers' half-made sandboxes and the reconciler. cb once started.
  */
 void pool_start(struct pool *, pool_done_cb, void *);
 /*

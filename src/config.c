@@ -219,6 +219,10 @@ static const struct cfg_key cfg_keys[] = {
 	    "largest request body in bytes"),
 	B("SANDPOOL_KEEP_WORKSPACE", "false", F(keep_workspace),
 	    "keep a sandbox's workspace dir after release"),
+	I("SANDPOOL_LEASE_TTL", "10", 1, 3600, F(lease_ttl),
+	    "seconds a worker's Redis lease lives unless renewed"),
+	I("SANDPOOL_REDIS_TIMEOUT", "2000", 10, 600000, F(redis_timeout_ms),
+	    "milliseconds allowed for each Redis command"),
 
 	/* Other backends: parsed and checked, not used. */
 	E("FILE_SYSTEM", "local", cfg_file_systems, NOF,

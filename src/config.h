@@ -63,6 +63,8 @@ struct cfg {
 	int refill_concurrency;		/* SANDPOOL_REFILL_CONCURRENCY */
 	long max_body;			/* SANDPOOL_MAX_BODY, bytes */
 	int keep_workspace;		/* SANDPOOL_KEEP_WORKSPACE */
+	int lease_ttl;			/* SANDPOOL_LEASE_TTL, seconds */
+	int redis_timeout_ms;		/* SANDPOOL_REDIS_TIMEOUT, ms */
 
 	/* Sandbox types, built-in plus --extension files. */
 	struct sbtypes *types;

@@ -20,10 +20,12 @@ struct http_params {
 	size_t max_body;    /* largest request body, bytes */
 	size_t max_headers; /* largest request header block, bytes */
 	int timeout;	    /* seconds an idle or slow client may take */
+	int fd;		    /* a bound, listening socket to use, or -1 */
 };
 
 /*
- * Binds host:port on base and sends every request to cb. Returns NULL
+ * Binds host:port on base (or takes over p->fd when it is >= 0, as forked
+ * workers sharing one listener do) and sends every request to cb. Returns NULL
  * with *cause (caller frees) if the address cannot be bound.
  */
 struct http *http_new(struct event_base *, const struct http_params *,
