@@ -77,10 +77,11 @@ struct pool_op {
 	struct sbx *rec;      /* the record being built */
 	char **env;	      /* request environment overlay */
 	int retries;
-	int quiet;   /* end without logging a failure */
-	int full;    /* the pool was full: no back-off */
-	int begun;   /* the store holds a reservation */
-	char *owner; /* the reservation's owner */
+	int quiet;	/* end without logging a failure */
+	int full;	/* the pool was full: no back-off */
+	int begun;	/* the store holds a reservation */
+	int keep_mount; /* the workspace is a restored one: never removed */
+	char *owner;	/* the reservation's owner */
 	enum pool_err err;
 	char *cause;
 	struct rt_wait *wait;
@@ -89,6 +90,9 @@ struct pool_op {
 	TAILQ_ENTRY(pool_op) entry;
 };
 TAILQ_HEAD(pool_ops, pool_op);
+
+struct pool_sess;
+TAILQ_HEAD(pool_sesses, pool_sess);
 
 struct pool {
 	struct event_base *base;
@@ -114,8 +118,15 @@ struct pool {
 	int watcher_interval;
 	int lease_ttl;
 	int shared;
+	int heartbeat_timeout;
+	int lock_ttl;
+	int release_ttl;
 
 	TAILQ_HEAD(, pool_type) pools;
+	struct pool_sesses sess; /* reaps and touches in flight */
+	int scanning;		 /* a heartbeat scan is in flight */
+	int collecting;		 /* a record GC is in flight */
+	double last_gc;
 	struct pool_ops ops;	 /* creates in flight */
 	int engine_calls;	 /* other engine calls in flight */
 	struct event *refill_ev; /* deferred planner run */
@@ -135,6 +146,9 @@ static void pool_op_step(struct pool_op *);
 static void pool_op_fail(struct pool_op *, enum pool_err, const char *);
 static void pool_refill_soon(struct pool *);
 static void pool_shutdown_check(struct pool *);
+static void pool_sess_drop(struct pool_sess *);
+static void pool_watch(struct pool *);
+static void pool_on_tick(evutil_socket_t, short, void *);
 
 /* Copies a NULL-terminated string vector. */
 static char **
@@ -258,6 +272,11 @@ pool_new(struct event_base *base, struct hc *hc, struct drv *drv,
 	p->watcher_interval = pp->watcher_interval;
 	p->lease_ttl = pp->lease_ttl > 0 ? pp->lease_ttl : 10;
 	p->shared = pp->shared;
+	p->heartbeat_timeout =
+	    pp->heartbeat_timeout > 0 ? pp->heartbeat_timeout : 300;
+	p->lock_ttl = pp->lock_ttl > 0 ? pp->lock_ttl : 120;
+	p->release_ttl = pp->release_ttl;
+	TAILQ_INIT(&p->sess);
 	TAILQ_INIT(&p->pools);
 	TAILQ_INIT(&p->ops);
 	for (i = 0; pp->pool_types != NULL && pp->pool_types[i] != NULL; i++) {
@@ -295,6 +314,8 @@ pool_free(struct pool *p)
 		free(op->owner);
 		free(op);
 	}
+	while (!TAILQ_EMPTY(&p->sess))
+		pool_sess_drop(TAILQ_FIRST(&p->sess));
 	while ((pt = TAILQ_FIRST(&p->pools)) != NULL) {
 		TAILQ_REMOVE(&p->pools, pt, entry);
 		free(pt);
@@ -1002,10 +1023,14 @@ pool_op_step(struct pool_op *op)
 	}
 }
 
-/* Starts creating a sandbox of type t. */
+/*
+ * Starts creating a sandbox of type t; mount (or NULL) is an existing
+ * workspace to use instead of a new one (restore after a reap).
+ */
 static void
-pool_op_start(struct pool *p, const struct sbtype *t, struct pool_type *pt,
-    const char *meta, const char *const *env, pool_cb cb, void *arg)
+pool_op_start_in(struct pool *p, const struct sbtype *t, struct pool_type *pt,
+    const char *meta, const char *const *env, const char *mount, pool_cb cb,
+    void *arg)
 {
 	struct pool_op *op = xcalloc(1, sizeof *op);
 	char id[SBX_ID_LEN + 1], tok[SBX_TOKEN_LEN + 1];
@@ -1029,7 +1054,9 @@ pool_op_start(struct pool *p, const struct sbtype *t, struct pool_type *pt,
 	s->timeout = t->timeout;
 	s->instance = xstrdup(p->instance_id);
 	s->url = xstrdup("");
-	s->mount_dir = pool_dir(p->mount_root, id);
+	s->mount_dir =
+	    mount != NULL ? xstrdup(mount) : pool_dir(p->mount_root, id);
+	op->keep_mount = mount != NULL;
 	s->run_dir = pool_dir(p->run_dir, id);
 	if (t->inject_agent)
 		xasprintf(&s->sock_path, "%s/%s", s->run_dir, POOL_AGENT_SOCK);
@@ -1039,6 +1066,14 @@ pool_op_start(struct pool *p, const struct sbtype *t, struct pool_type *pt,
 		pt->warming++;
 	TAILQ_INSERT_TAIL(&p->ops, op, entry);
 	pool_op_step(op);
+}
+
+/* Starts creating a sandbox of type t with a new workspace. */
+static void
+pool_op_start(struct pool *p, const struct sbtype *t, struct pool_type *pt,
+    const char *meta, const char *const *env, pool_cb cb, void *arg)
+{
+	pool_op_start_in(p, t, pt, meta, env, NULL, cb, arg);
 }
 
 /* ---- Refill planner ---------------------------------------------------- */
@@ -1240,9 +1275,13 @@ pool_reap_on_remove(const struct drv_reply *r, void *arg)
 		pool_shutdown_check(p);
 }
 
-/* Removes a container (by id or name) and its directories. */
+/*
+ * Removes a container (by id or name), its run dir and, with workspace,
+ * its workspace (a reaped session's workspace outlives its container).
+ */
 static void
-pool_reap_remove(struct pool *p, const char *ref, const char *name)
+pool_reap_remove(
+    struct pool *p, const char *ref, const char *name, int workspace)
 {
 	size_t n = strlen(p->prefix);
 	char *run, *ws;
@@ -1250,7 +1289,7 @@ pool_reap_remove(struct pool *p, const char *ref, const char *name)
 	if (name != NULL && strncmp(name, p->prefix, n) == 0 &&
 	    pool_sid_ok(name + n)) {
 		run = pool_dir(p->run_dir, name + n);
-		ws = pool_dir(p->mount_root, name + n);
+		ws = workspace ? pool_dir(p->mount_root, name + n) : NULL;
 		pool_remove_dirs(p, run, ws);
 		free(run);
 		free(ws);
@@ -1294,6 +1333,7 @@ pool_reconcile_on_orphans(const struct store_reply *r, void *arg)
 	struct pool_reconcile *rc = arg;
 	struct pool *p = rc->pool;
 	size_t i, j;
+	int keep;
 
 	for (i = 0; r->err == STORE_OK && i < r->nnames && !p->stopping; i++) {
 		if (r->names[i][0] == '?') {
@@ -1302,13 +1342,14 @@ pool_reconcile_on_orphans(const struct store_reply *r, void *arg)
 			    r->names[i] + 1);
 			continue;
 		}
+		keep = r->names[i][0] == '~';
 		for (j = 0; j < rc->n; j++)
-			if (strcmp(rc->names[j], r->names[i]) == 0)
+			if (strcmp(rc->names[j], r->names[i] + keep) == 0)
 				break;
 		if (j == rc->n)
 			continue;
 		log_info("pool: reconcile: removing orphan %s", rc->names[j]);
-		pool_reap_remove(p, rc->ids[j], rc->names[j]);
+		pool_reap_remove(p, rc->ids[j], rc->names[j], !keep);
 	}
 	pool_reconcile_end(rc);
 }
@@ -1391,7 +1432,7 @@ pool_reap_on_reply(const struct store_reply *r, void *arg)
 		log_info("pool: reaper: %s was left half-made by a dead "
 			 "worker; removing it",
 		    r->names[i]);
-		pool_reap_remove(p, r->names[i], r->names[i]);
+		pool_reap_remove(p, r->names[i], r->names[i], 1);
 	}
 	if (r->err != STORE_OK || p->stopping ||
 	    ++p->reaper_runs % POOL_RECONCILE_EVERY != 0) {
@@ -1444,14 +1485,22 @@ pool_start_on_sweep(int err, const char *cause, void *arg)
 		if (p->watcher_interval > 0) {
 			tv.tv_sec = p->watcher_interval;
 			tv.tv_usec = 0;
-			p->tick = event_new(
-			    p->base, -1, EV_PERSIST, pool_on_refill, p);
+			p->tick =
+			    event_new(p->base, -1, EV_PERSIST, pool_on_tick, p);
 			event_add(p->tick, &tv);
 		}
 		pool_refill_soon(p);
 	}
 	c->cb(err, cause, c->arg);
 	free(c);
+}
+
+/* The watcher's period: refill, heartbeat scan, record GC. */
+static void
+pool_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	pool_on_refill(fd, what, arg);
+	pool_watch(arg);
 }
 
 /* Starts without a sweep (shared store). */
@@ -1504,8 +1553,8 @@ pool_shutdown_on_sweep(int err, const char *cause, void *arg)
 static void
 pool_shutdown_check(struct pool *p)
 {
-	if (!TAILQ_EMPTY(&p->ops) || p->engine_calls > 0 || p->sweeping ||
-	    p->shutdown_cb == NULL)
+	if (!TAILQ_EMPTY(&p->ops) || !TAILQ_EMPTY(&p->sess) ||
+	    p->engine_calls > 0 || p->sweeping || p->shutdown_cb == NULL)
 		return;
 	p->sweeping = 1;
 	if (p->cleanup)
@@ -1744,8 +1793,8 @@ pool_release_on_lookup(struct pool *p, const struct sbx *rec, enum pool_err err,
 
 	if (err == POOL_ENOTFOUND || (err != POOL_OK && c->force_id != NULL) ||
 	    (err == POOL_OK &&
-		(rec->state == SBX_RELEASED || rec->state == SBX_RECYCLED ||
-		    rec->state == SBX_REPLACED))) {
+		(rec->state == SBX_RELEASED || rec->state == SBX_REPLACED ||
+		    (rec->state == SBX_RECYCLED && c->force_id != NULL)))) {
 		struct pool_reply r = {.flag = 1};
 
 		if (c->force_id != NULL) {
@@ -1778,6 +1827,12 @@ pool_release_on_lookup(struct pool *p, const struct sbx *rec, enum pool_err err,
 		return;
 	}
 	c->rec = s = sbx_dup(rec);
+	if (s->state == SBX_RECYCLED) {
+		/* Reaped: container and port are gone; the workspace goes. */
+		s->port = 0;
+		free(s->container_id);
+		s->container_id = NULL;
+	}
 	c->steps = 1; /* the engine removal */
 	memset(&q, 0, sizeof q);
 	if (s->session_ctx_id != NULL) {
@@ -1851,6 +1906,583 @@ pool_release_forced(struct pool *p, const char *name, const char *id,
 	pool_lookup(p, name, 0, pool_release_on_lookup, c);
 }
 
+/* ---- Lifecycle: heartbeats, reaping, restore, GC (spec 3.7) ------------ */
+
+enum pool_sess_kind { POOL_SESS_REAP, POOL_SESS_TOUCH };
+
+enum pool_sess_step {
+	SESS_LOCK,   /* taking heartbeat_lock:<session> */
+	SESS_NAMES,  /* reading the session's names */
+	SESS_LOAD,   /* reading the records one by one */
+	SESS_WORK,   /* reaping / heartbeating / restoring them */
+	SESS_UNLOCK, /* giving the lock back */
+	SESS_DONE
+};
+
+/* One reap (watcher) or touch (API) of a session. */
+struct pool_sess {
+	struct pool *pool;
+	enum pool_sess_kind kind;
+	enum pool_sess_step step;
+	char *session;
+	char *lock_key;
+	char token[SBX_TOKEN_LEN + 1];
+	int locked;
+	int restoring; /* touch: restore under the lock */
+	char **names;
+	size_t n, i;
+	struct sbx **recs; /* index-aligned with names; NULL if none */
+	int running, recycled;
+	double hb;
+	int tries; /* touch: lock attempts */
+	struct event *retry;
+	/* touch */
+	char *identity;
+	struct sbx *rec; /* the touched record (answer) */
+	enum pool_err err;
+	char *cause;
+	pool_cb cb;
+	void *arg;
+	TAILQ_ENTRY(pool_sess) entry;
+};
+
+static void pool_sess_step(struct pool_sess *);
+
+/* Frees the names and records read so far. */
+static void
+pool_sess_clear(struct pool_sess *ss)
+{
+	size_t i;
+
+	for (i = 0; i < ss->n; i++) {
+		free(ss->names[i]);
+		sbx_free(ss->recs[i]);
+	}
+	free(ss->names);
+	free(ss->recs);
+	ss->names = NULL;
+	ss->recs = NULL;
+	ss->n = ss->i = 0;
+	ss->running = ss->recycled = 0;
+	ss->hb = 0;
+}
+
+/* Frees a session operation that is off the list. */
+static void
+pool_sess_free(struct pool_sess *ss)
+{
+	pool_sess_clear(ss);
+	if (ss->retry != NULL)
+		event_free(ss->retry);
+	free(ss->session);
+	free(ss->lock_key);
+	free(ss->identity);
+	sbx_free(ss->rec);
+	free(ss->cause);
+	free(ss);
+}
+
+/* Ends a session operation: answers a touch, frees, checks shutdown. */
+static void
+pool_sess_end(struct pool_sess *ss)
+{
+	struct pool *p = ss->pool;
+	struct pool_reply r;
+
+	TAILQ_REMOVE(&p->sess, ss, entry);
+	if (ss->kind == POOL_SESS_TOUCH) {
+		memset(&r, 0, sizeof r);
+		r.err = ss->err;
+		r.cause = ss->cause;
+		if (ss->err == POOL_OK) {
+			r.rec = ss->rec;
+			r.name =
+			    ss->rec != NULL ? ss->rec->container_name : NULL;
+		}
+		ss->cb(&r, ss->arg);
+	}
+	pool_sess_free(ss);
+	if (p->stopping)
+		pool_shutdown_check(p);
+}
+
+/* Drops a session operation without answering (the pool is going). */
+static void
+pool_sess_drop(struct pool_sess *ss)
+{
+	TAILQ_REMOVE(&ss->pool->sess, ss, entry);
+	pool_sess_free(ss);
+}
+
+/* Records an error for the caller of a touch (the first one wins). */
+static void
+pool_sess_error(struct pool_sess *ss, enum pool_err err, const char *cause)
+{
+	if (ss->err != POOL_OK)
+		return;
+	ss->err = err;
+	free(ss->cause);
+	ss->cause = xstrdup0(cause);
+}
+
+/* Goes to the unlock step (or ends when no lock is held). */
+static void
+pool_sess_finish(struct pool_sess *ss)
+{
+	ss->step = ss->locked ? SESS_UNLOCK : SESS_DONE;
+	pool_sess_step(ss);
+}
+
+/* Generic store answer: move on (errors are logged, not fatal). */
+static void
+pool_sess_on_store(const struct store_reply *r, void *arg)
+{
+	struct pool_sess *ss = arg;
+
+	if (r->err != STORE_OK && r->err != STORE_ECONFLICT &&
+	    r->err != STORE_ENOENT)
+		log_warnx("pool: session %s: %s", ss->session, r->cause);
+	pool_sess_step(ss);
+}
+
+/* The lock answered. */
+static void
+pool_sess_on_lock(const struct store_reply *r, void *arg)
+{
+	struct pool_sess *ss = arg;
+	struct timeval tv = {0, 200000};
+
+	if (r->err == STORE_OK) {
+		ss->locked = 1;
+		ss->step = SESS_NAMES;
+		pool_sess_step(ss);
+		return;
+	}
+	if (ss->kind == POOL_SESS_TOUCH && r->err == STORE_ECONFLICT &&
+	    ++ss->tries < ss->pool->warmup_timeout * 5 && !ss->pool->stopping) {
+		/* Someone else reaps or restores this session: wait. */
+		evtimer_add(ss->retry, &tv);
+		return;
+	}
+	if (r->err != STORE_ECONFLICT)
+		pool_sess_error(ss, POOL_EUNAVAIL, r->cause);
+	else
+		pool_sess_error(ss, POOL_EUNAVAIL,
+		    "the session is being restored elsewhere; try again");
+	ss->step = SESS_DONE;
+	pool_sess_step(ss);
+}
+
+/* Retry timer of a touch waiting for the session lock. */
+static void
+pool_sess_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct pool_sess *ss = arg;
+
+	(void)fd;
+	(void)what;
+	ss->step = SESS_LOCK;
+	pool_sess_step(ss);
+}
+
+/* The session's names came back. */
+static void
+pool_sess_on_names(const struct store_reply *r, void *arg)
+{
+	struct pool_sess *ss = arg;
+	size_t i, extra;
+
+	if (r->err != STORE_OK && r->err != STORE_ENOENT) {
+		pool_sess_error(ss, POOL_EUNAVAIL, r->cause);
+		pool_sess_finish(ss);
+		return;
+	}
+	pool_sess_clear(ss);
+	/* A touched record missing from its list is heartbeated too. */
+	extra = ss->rec != NULL ? 1 : 0;
+	for (i = 0; extra && i < r->nnames; i++)
+		if (strcmp(r->names[i], ss->rec->container_name) == 0)
+			extra = 0;
+	ss->names = xcalloc(r->nnames + extra + 1, sizeof *ss->names);
+	ss->recs = xcalloc(r->nnames + extra + 1, sizeof *ss->recs);
+	for (i = 0; i < r->nnames; i++)
+		ss->names[ss->n++] = xstrdup(r->names[i]);
+	if (extra)
+		ss->names[ss->n++] = xstrdup(ss->rec->container_name);
+	ss->step = SESS_LOAD;
+	pool_sess_step(ss);
+}
+
+/* One record of the session came back. */
+static void
+pool_sess_on_load(const struct store_reply *r, void *arg)
+{
+	struct pool_sess *ss = arg;
+	const struct sbx *s = r->rec;
+
+	if (r->err != STORE_OK && r->err != STORE_ENOENT) {
+		pool_sess_error(ss, POOL_EUNAVAIL, r->cause);
+		pool_sess_finish(ss);
+		return;
+	}
+	if (r->err == STORE_OK) {
+		ss->recs[ss->i] = sbx_dup(s);
+		if (s->state == SBX_RUNNING) {
+			ss->running++;
+			if (s->last_active_at > ss->hb)
+				ss->hb = s->last_active_at;
+		} else if (s->state == SBX_RECYCLED)
+			ss->recycled++;
+	}
+	ss->i++;
+	pool_sess_step(ss);
+}
+
+/* Reap: the container of a recycled sandbox is gone: free its port. */
+static void
+pool_sess_on_reaped(const struct drv_reply *r, void *arg)
+{
+	struct pool_sess *ss = arg;
+	struct sbx *s = ss->recs[ss->i];
+	struct store_req q = {.op = STORE_PORT_FREE};
+
+	ss->pool->engine_calls--;
+	if (r->err != DRV_OK && r->err != DRV_ENOTFOUND)
+		log_warnx("pool: reap: %s: remove: %s", s->container_name,
+		    r->msg != NULL ? r->msg : drv_strerror(r->err));
+	/* The workspace stays until release; the agent dir goes. */
+	pool_rmtree(s->run_dir);
+	ss->i++;
+	if (s->port > 0) {
+		q.port = s->port;
+		q.name = s->container_name;
+		store_run(ss->pool->store, &q, pool_sess_on_store, ss);
+		return;
+	}
+	pool_sess_step(ss);
+}
+
+/* Reap: the record says recycled (or changed meanwhile). */
+static void
+pool_sess_on_recycled(const struct store_reply *r, void *arg)
+{
+	struct pool_sess *ss = arg;
+	struct sbx *s = ss->recs[ss->i];
+
+	if (r->err != STORE_OK || s->container_id == NULL) {
+		/* Touched or released meanwhile: leave it. */
+		ss->recs[ss->i] = NULL;
+		sbx_free(s);
+		ss->i++;
+		pool_sess_step(ss);
+		return;
+	}
+	log_info("pool: session %s: %s idle for more than %d s; reaped",
+	    ss->session, s->container_name, ss->pool->heartbeat_timeout);
+	ss->pool->engine_calls++;
+	drv_remove(ss->pool->drv, s->container_id, pool_sess_on_reaped, ss);
+}
+
+/* Restore: the old record is now a redirect stub. */
+static void
+pool_sess_on_replaced(const struct store_reply *r, void *arg)
+{
+	struct pool_sess *ss = arg;
+
+	(void)r;
+	ss->i++;
+	pool_sess_step(ss);
+}
+
+/* Restore: the old name left the session; make the old record a stub. */
+static void
+pool_sess_on_unmapped(const struct store_reply *r, void *arg)
+{
+	struct pool_sess *ss = arg;
+	struct sbx *s = ss->recs[ss->i];
+	struct store_req q = {.op = STORE_PUT};
+
+	(void)r;
+	s->state = SBX_REPLACED;
+	s->updated_at = sbx_now();
+	q.rec = s;
+	q.if_state = 1;
+	q.expect = SBX_RECYCLED;
+	store_run(ss->pool->store, &q, pool_sess_on_replaced, ss);
+}
+
+/* Restore: the replacement is running and bound to the session. */
+static void
+pool_sess_on_restored(const struct pool_reply *r, void *arg)
+{
+	struct pool_sess *ss = arg;
+	struct sbx *s = ss->recs[ss->i];
+	struct store_req q = {.op = STORE_SESSION_DEL};
+
+	if (r->err != POOL_OK) {
+		log_warnx("pool: session %s: restore of %s failed: %s",
+		    ss->session, s->container_name, r->cause);
+		pool_sess_error(ss, r->err, r->cause);
+		pool_sess_finish(ss);
+		return;
+	}
+	log_info("pool: session %s: %s restored as %s (same workspace)",
+	    ss->session, s->container_name, r->name);
+	xstrset(&s->redirect_to, r->name);
+	q.session = ss->session;
+	q.name = s->container_name;
+	store_run(ss->pool->store, &q, pool_sess_on_unmapped, ss);
+}
+
+/* Touch: the record that answers is the identity's, redirects followed. */
+static void
+pool_sess_on_final(struct pool *p, const struct sbx *rec, enum pool_err err,
+    const char *cause, void *arg)
+{
+	struct pool_sess *ss = arg;
+
+	(void)p;
+	if (err != POOL_OK)
+		pool_sess_error(ss, err, cause);
+	else {
+		sbx_free(ss->rec);
+		ss->rec = sbx_dup(rec);
+	}
+	ss->step = SESS_DONE;
+	pool_sess_step(ss);
+}
+
+/* The work of one loaded record; 0 if there is nothing to do for it. */
+static int
+pool_sess_work_one(struct pool_sess *ss)
+{
+	struct pool *p = ss->pool;
+	struct sbx *s = ss->recs[ss->i];
+	struct store_req q = {.op = STORE_PUT};
+	const struct sbtype *t;
+
+	if (s == NULL)
+		return 0;
+	if (ss->kind == POOL_SESS_REAP) {
+		if (s->state != SBX_RUNNING)
+			return 0;
+		s->state = SBX_RECYCLED;
+		s->recycled_at = s->updated_at = sbx_now();
+		xstrset(&s->recycle_reason, "heartbeat_timeout");
+		q.rec = s;
+		q.if_state = 1;
+		q.expect = SBX_RUNNING;
+		store_run(p->store, &q, pool_sess_on_recycled, ss);
+		return 1;
+	}
+	if (ss->restoring) {
+		if (s->state != SBX_RECYCLED)
+			return 0;
+		t = sbtypes_find(p->types,
+		    s->sandbox_type != NULL ? s->sandbox_type
+					    : p->default_type);
+		if (t == NULL)
+			t = sbtypes_find(p->types, p->default_type);
+		if (t == NULL || !t->supported) {
+			pool_sess_error(ss, POOL_EINVAL,
+			    "cannot restore: unknown sandbox type");
+			return 0;
+		}
+		pool_op_start_in(p, t, NULL, s->meta, NULL, s->mount_dir,
+		    pool_sess_on_restored, ss);
+		return 1;
+	}
+	/* Heartbeat. */
+	if (s->state != SBX_RUNNING)
+		return 0;
+	s->last_active_at = s->updated_at = sbx_now();
+	if (ss->rec != NULL &&
+	    strcmp(ss->rec->container_name, s->container_name) == 0) {
+		ss->rec->last_active_at = s->last_active_at;
+		ss->rec->updated_at = s->updated_at;
+	}
+	q.rec = s;
+	q.if_state = 1;
+	q.expect = SBX_RUNNING;
+	ss->i++;
+	store_run(p->store, &q, pool_sess_on_store, ss);
+	return 1;
+}
+
+/* Runs the session operation's current step. */
+static void
+pool_sess_step(struct pool_sess *ss)
+{
+	struct pool *p = ss->pool;
+	struct store_req q;
+
+	memset(&q, 0, sizeof q);
+	switch (ss->step) {
+	case SESS_LOCK:
+		q.op = STORE_LOCK;
+		q.name = ss->lock_key;
+		q.token = ss->token;
+		q.ttl_ms = (long)p->lock_ttl * 1000;
+		store_run(p->store, &q, pool_sess_on_lock, ss);
+		return;
+	case SESS_NAMES:
+		q.op = STORE_SESSION_GET;
+		q.session = ss->session;
+		store_run(p->store, &q, pool_sess_on_names, ss);
+		return;
+	case SESS_LOAD:
+		if (ss->i < ss->n) {
+			q.op = STORE_GET;
+			q.name = ss->names[ss->i];
+			store_run(p->store, &q, pool_sess_on_load, ss);
+			return;
+		}
+		ss->i = 0;
+		if (ss->kind == POOL_SESS_REAP &&
+		    (ss->running == 0 ||
+			sbx_now() - ss->hb <= p->heartbeat_timeout)) {
+			pool_sess_finish(ss); /* touched meanwhile */
+			return;
+		}
+		if (ss->kind == POOL_SESS_TOUCH && ss->recycled > 0 &&
+		    !ss->locked) {
+			/* Restore under the session lock; reload there. */
+			ss->restoring = 1;
+			ss->step = SESS_LOCK;
+			pool_sess_step(ss);
+			return;
+		}
+		ss->step = SESS_WORK;
+		pool_sess_step(ss);
+		return;
+	case SESS_WORK:
+		while (ss->i < ss->n && !p->stopping && ss->err == POOL_OK) {
+			if (pool_sess_work_one(ss))
+				return;
+			ss->i++;
+		}
+		if (ss->restoring && ss->err == POOL_OK) {
+			/* Heartbeat the restored session, then answer. */
+			ss->restoring = 0;
+			ss->step = SESS_NAMES;
+			pool_sess_step(ss);
+			return;
+		}
+		pool_sess_finish(ss);
+		return;
+	case SESS_UNLOCK:
+		ss->locked = 0;
+		ss->step = SESS_DONE;
+		q.op = STORE_UNLOCK;
+		q.name = ss->lock_key;
+		q.token = ss->token;
+		store_run(p->store, &q, pool_sess_on_store, ss);
+		return;
+	case SESS_DONE:
+		if (ss->kind == POOL_SESS_TOUCH && ss->err == POOL_OK &&
+		    ss->identity != NULL) {
+			char *id = ss->identity;
+
+			/* Once: the answer follows the redirects made. */
+			ss->identity = NULL;
+			pool_lookup(p, id, 1, pool_sess_on_final, ss);
+			free(id);
+			return;
+		}
+		pool_sess_end(ss);
+		return;
+	}
+}
+
+/* Makes a session operation (not started). */
+static struct pool_sess *
+pool_sess_new(struct pool *p, enum pool_sess_kind kind, const char *session)
+{
+	struct pool_sess *ss = xcalloc(1, sizeof *ss);
+
+	ss->pool = p;
+	ss->kind = kind;
+	ss->session = xstrdup(session);
+	xasprintf(&ss->lock_key, "heartbeat_lock:%s", session);
+	sbx_random_token(ss->token);
+	ss->retry = evtimer_new(p->base, pool_sess_on_retry, ss);
+	TAILQ_INSERT_TAIL(&p->sess, ss, entry);
+	return ss;
+}
+
+/* 1 if a reap of session is already under way in this process. */
+static int
+pool_sess_busy(struct pool *p, const char *session)
+{
+	struct pool_sess *ss;
+
+	TAILQ_FOREACH (ss, &p->sess, entry)
+		if (ss->kind == POOL_SESS_REAP &&
+		    strcmp(ss->session, session) == 0)
+			return 1;
+	return 0;
+}
+
+/* The store named the sessions idle for too long: reap each. */
+static void
+pool_scan_on_idle(const struct store_reply *r, void *arg)
+{
+	struct pool *p = arg;
+	struct pool_sess *ss;
+	size_t i;
+
+	p->scanning = 0;
+	for (i = 0; r->err == STORE_OK && i < r->nnames && !p->stopping; i++) {
+		if (pool_sess_busy(p, r->names[i]))
+			continue;
+		ss = pool_sess_new(p, POOL_SESS_REAP, r->names[i]);
+		ss->step = SESS_LOCK;
+		pool_sess_step(ss);
+	}
+}
+
+/* Record GC answered. */
+static void
+pool_gc_on_reply(const struct store_reply *r, void *arg)
+{
+	struct pool *p = arg;
+
+	p->collecting = 0;
+	if (r->err == STORE_OK && r->nnames > 0)
+		log_debug("pool: gc: deleted %zu released/replaced records",
+		    r->nnames);
+}
+
+/* One watcher pass after the refill planner: heartbeat scan and GC. */
+static void
+pool_watch(struct pool *p)
+{
+	struct store_req q;
+	double now = sbx_now();
+	double every;
+
+	if (p->stopping || !p->started || !store_ready(p->store))
+		return;
+	if (!p->scanning) {
+		memset(&q, 0, sizeof q);
+		q.op = STORE_IDLE_SESSIONS;
+		q.before = now - p->heartbeat_timeout;
+		p->scanning = 1;
+		store_run(p->store, &q, pool_scan_on_idle, p);
+	}
+	/* GC at most every min(60, TTL/2) s; one pass deletes <= 200. */
+	every = p->release_ttl / 2.0 < 60 ? p->release_ttl / 2.0 : 60;
+	if (p->release_ttl > 0 && !p->collecting && now - p->last_gc >= every) {
+		p->last_gc = now;
+		memset(&q, 0, sizeof q);
+		q.op = STORE_GC;
+		q.before = now - p->release_ttl;
+		q.max = 200;
+		p->collecting = 1;
+		store_run(p->store, &q, pool_gc_on_reply, p);
+	}
+}
+
 /* ---- Lookups ----------------------------------------------------------- */
 
 struct pool_call_ctx {
@@ -1908,14 +2540,32 @@ pool_touch_on_put(const struct store_reply *r, void *arg)
 	free(c);
 }
 
-/* The record to touch is known: refresh its heartbeat. */
+/*
+ * The record to touch is known. Without a session only it is
+ * heartbeated; with one, every running sandbox of the session is, and a
+ * reaped session is restored first (pool_sess).
+ */
 static void
 pool_touch_on_lookup(struct pool *p, const struct sbx *rec, enum pool_err err,
     const char *cause, void *arg)
 {
 	struct pool_call_ctx *c = arg;
 	struct store_req q = {.op = STORE_PUT};
+	struct pool_sess *ss;
 
+	if (err == POOL_OK && rec->session_ctx_id != NULL &&
+	    (rec->state == SBX_RUNNING || rec->state == SBX_RECYCLED) &&
+	    !p->stopping) {
+		ss = pool_sess_new(p, POOL_SESS_TOUCH, rec->session_ctx_id);
+		ss->identity = xstrdup(rec->container_name);
+		ss->rec = sbx_dup(rec);
+		ss->cb = c->cb;
+		ss->arg = c->arg;
+		ss->step = SESS_NAMES;
+		free(c);
+		pool_sess_step(ss);
+		return;
+	}
 	if (err != POOL_OK || rec->state != SBX_RUNNING) {
 		pool_info_on_lookup(p, rec, err, cause, arg);
 		return;
@@ -1923,6 +2573,8 @@ pool_touch_on_lookup(struct pool *p, const struct sbx *rec, enum pool_err err,
 	c->rec = sbx_dup(rec);
 	c->rec->last_active_at = c->rec->updated_at = sbx_now();
 	q.rec = c->rec;
+	q.if_state = 1;
+	q.expect = SBX_RUNNING;
 	store_run(p->store, &q, pool_touch_on_put, c);
 }
 

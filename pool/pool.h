@@ -36,6 +36,9 @@ struct pool_params {
 	int keep_workspace;
 	int watcher_interval;		/* seconds; 0 = no refill */
 	int lease_ttl;			/* seconds: reaper and reconcile pace */
+	int heartbeat_timeout;		/* seconds idle before a reap */
+	int lock_ttl;			/* HEARTBEAT_LOCK_TTL, seconds */
+	int release_ttl;		/* RELEASED_KEY_TTL; 0 = keep */
 	int shared;			/* the store is shared (Redis) */
 };
 
@@ -96,7 +99,11 @@ void pool_create(struct pool *, const char *type, const char *meta,
 void pool_release(struct pool *, const char *identity, pool_cb, void *);
 /* The record, following redirects; POOL_ENOTFOUND if unknown. */
 void pool_get_info(struct pool *, const char *identity, pool_cb, void *);
-/* As get_info, and refreshes the session's heartbeat. */
+/*
+ * As get_info, and refreshes the heartbeat of the session's running
+ * sandboxes; a session that was reaped is restored first (a new sandbox
+ * of the same type on the same workspace; the old identity redirects).
+ */
 void pool_touch(struct pool *, const char *identity, pool_cb, void *);
 void pool_session_mapping(struct pool *, const char *session, pool_cb,
     void *);

@@ -22,30 +22,32 @@ struct sbx;
 struct store;
 
 enum store_op {
-	STORE_PUT,	    /* rec: insert or replace by container_name */
-	STORE_GET,	    /* name -> rec */
-	STORE_DEL,	    /* name */
-	STORE_LIST,	    /* -> names of every record */
-	STORE_POOL_PUSH,    /* type, name: append to the idle list */
-	STORE_POOL_CLAIM,   /* type, session, meta, now -> rec, bound */
-	STORE_POOL_COUNT,   /* type -> value = idle count */
-	STORE_POOL_REMOVE,  /* type, name: drop from the idle list */
-	STORE_SESSION_ADD,  /* session, name */
-	STORE_SESSION_DEL,  /* session, name (key dropped when empty) */
-	STORE_SESSION_GET,  /* session -> names */
-	STORE_SESSION_KEYS, /* -> names = session keys */
-	STORE_PORT_LEASE,   /* name (owner), ip -> value = port */
-	STORE_PORT_FREE,    /* port, name (owner) */
-	STORE_PORT_TAKE,    /* port, name: mark leased (reconcile) */
-	STORE_COUNT_ACTIVE, /* -> value = warm + running records */
-	STORE_BEGIN,	    /* name, type, kind, target, max -> owner */
-	STORE_COMMIT,	    /* rec, kind, owner: record (+ pool, session) */
-	STORE_ABORT,	    /* name, owner: drop the pending entry */
-	STORE_REAP,	    /* -> names of dead owners' half-made ones */
-	STORE_ORPHANS,	    /* names (containers) -> names to remove */
-	STORE_INSTANCES,    /* -> instance ids sharing this store */
-	STORE_LOCK,	    /* name (lock key), token, ttl_ms */
-	STORE_UNLOCK	    /* name (lock key), token */
+	STORE_PUT,	     /* rec: insert or replace by container_name */
+	STORE_GET,	     /* name -> rec */
+	STORE_DEL,	     /* name */
+	STORE_LIST,	     /* -> names of every record */
+	STORE_POOL_PUSH,     /* type, name: append to the idle list */
+	STORE_POOL_CLAIM,    /* type, session, meta, now -> rec, bound */
+	STORE_POOL_COUNT,    /* type -> value = idle count */
+	STORE_POOL_REMOVE,   /* type, name: drop from the idle list */
+	STORE_SESSION_ADD,   /* session, name */
+	STORE_SESSION_DEL,   /* session, name (key dropped when empty) */
+	STORE_SESSION_GET,   /* session -> names */
+	STORE_SESSION_KEYS,  /* -> names = session keys */
+	STORE_PORT_LEASE,    /* name (owner), ip -> value = port */
+	STORE_PORT_FREE,     /* port, name (owner) */
+	STORE_PORT_TAKE,     /* port, name: mark leased (reconcile) */
+	STORE_COUNT_ACTIVE,  /* -> value = warm + running records */
+	STORE_BEGIN,	     /* name, type, kind, target, max -> owner */
+	STORE_COMMIT,	     /* rec, kind, owner: record (+ pool, session) */
+	STORE_ABORT,	     /* name, owner: drop the pending entry */
+	STORE_REAP,	     /* -> names of dead owners' half-made ones */
+	STORE_ORPHANS,	     /* names (containers) -> names to remove */
+	STORE_INSTANCES,     /* -> instance ids sharing this store */
+	STORE_LOCK,	     /* name (lock key), token, ttl_ms */
+	STORE_UNLOCK,	     /* name (lock key), token */
+	STORE_IDLE_SESSIONS, /* before -> sessions whose heartbeat < before */
+	STORE_GC	     /* before, max -> released/replaced deleted */
 };
 
 /* What a pending entry is for. */
@@ -85,6 +87,7 @@ struct store_req {
 	int expect;	      /* PUT: enum sbx_state */
 	char *const *names;   /* ORPHANS */
 	size_t nnames;
+	double before; /* IDLE_SESSIONS, GC: unix seconds */
 };
 
 /* Everything is borrowed for the duration of the callback. */

@@ -405,6 +405,70 @@ store_mem_commit(
 		store_mem_session_add(m, s->session_ctx_id, s->container_name);
 }
 
+/* STORE_IDLE_SESSIONS: sessions whose heartbeat is before q->before. */
+static void
+store_mem_idle(
+    struct store_mem *m, const struct store_req *q, struct store_mem_pending *p)
+{
+	struct store_mem_walk w = {0};
+	struct store_mem_session *sess;
+	struct sbx *s;
+	double hb;
+	size_t i, j;
+	int run;
+
+	twalk_r(m->sessions, store_mem_walk_sess, &w);
+	p->names = xcalloc(w.n + 1, sizeof *p->names);
+	for (i = 0; i < w.n; i++) {
+		sess = store_mem_session(m, w.names[i], 0);
+		hb = 0;
+		run = 0;
+		for (j = 0; sess != NULL && j < sess->n; j++) {
+			s = store_mem_find(m, sess->names[j]);
+			if (s == NULL || s->state != SBX_RUNNING)
+				continue;
+			run = 1;
+			if (s->last_active_at > hb)
+				hb = s->last_active_at;
+		}
+		if (run && hb > 0 && hb < q->before)
+			p->names[p->nnames++] = w.names[i];
+		else
+			free(w.names[i]);
+	}
+	free(w.names);
+}
+
+/* STORE_GC: deletes released/replaced records older than q->before. */
+static void
+store_mem_gc(
+    struct store_mem *m, const struct store_req *q, struct store_mem_pending *p)
+{
+	struct store_mem_walk w = {0};
+	int max = q->max > 0 ? q->max : 200;
+	struct sbx *s;
+	double t;
+	size_t i;
+
+	twalk_r(m->records, store_mem_walk_rec, &w);
+	p->names = xcalloc(w.n + 1, sizeof *p->names);
+	for (i = 0; i < w.n; i++) {
+		s = store_mem_find(m, w.names[i]);
+		t = s == NULL		       ? 0
+		    : s->state == SBX_RELEASED ? s->released_at
+		    : s->state == SBX_REPLACED ? s->updated_at
+					       : 0;
+		if ((int)p->nnames < max && t > 0 && t < q->before &&
+		    store_mem_pend_find(m, w.names[i]) == NULL) {
+			tdelete(s, &m->records, store_mem_rec_cmp);
+			sbx_free(s);
+			p->names[p->nnames++] = w.names[i];
+		} else
+			free(w.names[i]);
+	}
+	free(w.names);
+}
+
 /* Runs one operation now and queues its reply. */
 static void
 store_mem_run(
@@ -555,8 +619,18 @@ store_mem_run(
 				(s->state == SBX_WARM ||
 				    s->state == SBX_RUNNING)))
 				continue;
-			p->names[p->nnames++] = xstrdup(q->names[i]);
+			if (s != NULL && s->state == SBX_RECYCLED)
+				xasprintf(
+				    &p->names[p->nnames++], "~%s", q->names[i]);
+			else
+				p->names[p->nnames++] = xstrdup(q->names[i]);
 		}
+		break;
+	case STORE_IDLE_SESSIONS:
+		store_mem_idle(m, q, p);
+		break;
+	case STORE_GC:
+		store_mem_gc(m, q, p);
 		break;
 	case STORE_REAP:      /* one owner, alive while this runs */
 	case STORE_INSTANCES: /* only this one */

@@ -55,6 +55,8 @@ enum sr_script {
 	SR_REAP,
 	SR_ORPHANS,
 	SR_UNLOCK,
+	SR_IDLE_SESSIONS,
+	SR_GC,
 	SR_NSCRIPTS
 };
 
@@ -69,6 +71,7 @@ static const char *const sr_lua[SR_NSCRIPTS] = {
 	[SR_BEGIN] = SRL_BEGIN,			[SR_COMMIT] = SRL_COMMIT,
 	[SR_ABORT] = SRL_ABORT,			[SR_REAP] = SRL_REAP,
 	[SR_ORPHANS] = SRL_ORPHANS,		[SR_UNLOCK] = SRL_UNLOCK,
+	[SR_IDLE_SESSIONS] = SRL_IDLE_SESSIONS,	[SR_GC] = SRL_GC,
 };
 /* clang-format on */
 
@@ -784,6 +787,15 @@ sr_op_start(struct sr_op *o)
 		args[0] = o->name;
 		args[1] = o->token;
 		sr_send_script(o, SR_UNLOCK, args, 2, sr_on_integer);
+		return;
+	case STORE_IDLE_SESSIONS:
+	case STORE_GC:
+		snprintf(a, sizeof a, "%.3f", q->before);
+		snprintf(b, sizeof b, "%d", q->max > 0 ? q->max : 200);
+		args[0] = a;
+		args[1] = b;
+		sr_send_script(o, q->op == STORE_GC ? SR_GC : SR_IDLE_SESSIONS,
+		    args, 2, sr_on_names);
 		return;
 	}
 	sr_op_fail(o, STORE_EUNAVAIL, "unknown store operation");

@@ -267,8 +267,9 @@
 
 /*
  * ORPHANS: container names... Returns the names to remove: no pending
- * entry and a terminal record, or a tombstone. A name with neither record
- * nor tombstone comes back as "?name" (its record was lost). Also frees
+ * entry and a terminal record, or a tombstone; "~name" for a recycled
+ * one (its workspace stays). A name with neither record nor tombstone
+ * comes back as "?name" (its record was lost). Also frees
  * port leases whose holder is gone (terminal for 30 s, or unknown).
  */
 #define SRL_ORPHANS SRL_PRELUDE \
@@ -282,6 +283,7 @@
 "      if redis.call('ZSCORE', P .. 'tombstones', name) then\n" \
 "        table.insert(out, name)\n" \
 "      else table.insert(out, '?' .. name) end\n" \
+"    elseif st == 'recycled' then table.insert(out, '~' .. name)\n" \
 "    elseif not active(st) then table.insert(out, name) end\n" \
 "  end\n" \
 "end\n" \
@@ -305,6 +307,53 @@
 "if redis.call('GET', ARGV[4]) == ARGV[5] then\n" \
 "  return redis.call('DEL', ARGV[4]) end\n" \
 "return 0\n"
+/*
+ * IDLE_SESSIONS: before. Sessions with a running record whose heartbeat
+ * (the largest last_active_at of its running records) is before it.
+ */
+#define SRL_IDLE_SESSIONS SRL_PRELUDE \
+"local before, out = tonumber(ARGV[4]), {}\n" \
+"for _, s in ipairs(redis.call('SMEMBERS', P .. 'sessions')) do\n" \
+"  local cur = redis.call('GET', 'session_mapping:' .. s)\n" \
+"  local ok, a = false, nil\n" \
+"  if cur then ok, a = pcall(cjson.decode, cur) end\n" \
+"  if ok and type(a) == 'table' then\n" \
+"    local hb, run = 0, false\n" \
+"    for _, n in ipairs(a) do\n" \
+"      local st, j, o = rec(n)\n" \
+"      if st == 'running' then\n" \
+"        run = true\n" \
+"        local t = tonumber(o.last_active_at)\n" \
+"        if t and t > hb then hb = t end\n" \
+"      end\n" \
+"    end\n" \
+"    if run and hb > 0 and hb < before then table.insert(out, s) end\n" \
+"  end\n" \
+"end\n" \
+"return out\n"
+
+/*
+ * GC: before, max. Deletes records released before it (released_at) or
+ * replaced before it (updated_at), at most max; returns their names.
+ */
+#define SRL_GC SRL_PRELUDE \
+"local before, max, out = tonumber(ARGV[4]), tonumber(ARGV[5]), {}\n" \
+"for _, n in ipairs(redis.call('SMEMBERS', P .. 'records')) do\n" \
+"  if #out >= max then break end\n" \
+"  local st, j, o = rec(n)\n" \
+"  local t = nil\n" \
+"  if st == nil then redis.call('SREM', P .. 'records', n)\n" \
+"  elseif st == 'released' then t = tonumber(o.released_at)\n" \
+"  elseif st == 'replaced' then t = tonumber(o.updated_at) end\n" \
+"  if t and t < before and redis.call('HEXISTS', P .. 'pending', n) == 0\n" \
+"  then\n" \
+"    redis.call('DEL', n)\n" \
+"    redis.call('SREM', P .. 'records', n)\n" \
+"    redis.call('SREM', P .. 'active', n)\n" \
+"    table.insert(out, n)\n" \
+"  end\n" \
+"end\n" \
+"return out\n"
 /* clang-format on */
 
 #endif

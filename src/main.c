@@ -261,6 +261,9 @@ main_on_ping(const struct drv_reply *r, void *arg)
 	pp.watcher_interval = cfg->watcher_scan_interval;
 	pp.lease_ttl = cfg->lease_ttl;
 	pp.shared = cfg->redis_enabled;
+	pp.heartbeat_timeout = cfg->heartbeat_timeout;
+	pp.lock_ttl = cfg->heartbeat_lock_ttl;
+	pp.release_ttl = cfg->released_key_ttl;
 	m->pool = pool_new(m->base, m->hc, m->drv, m->store, &pp);
 	api_set_pool(m->api, m->pool);
 	log_info("docker: %s answers; instance %s", cfg->docker_host,
