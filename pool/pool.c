@@ -127,6 +127,10 @@ struct pool {
 	int scanning;		 /* a heartbeat scan is in flight */
 	int collecting;		 /* a record GC is in flight */
 	double last_gc;
+	struct drv_events *events; /* the engine's event stream */
+	struct event *events_retry;
+	int events_backoff;	 /* seconds */
+	long long events_since;	 /* after the last event seen, ns */
 	struct pool_ops ops;	 /* creates in flight */
 	int engine_calls;	 /* other engine calls in flight */
 	struct event *refill_ev; /* deferred planner run */
@@ -149,6 +153,8 @@ static void pool_shutdown_check(struct pool *);
 static void pool_sess_drop(struct pool_sess *);
 static void pool_watch(struct pool *);
 static void pool_on_tick(evutil_socket_t, short, void *);
+static void pool_events_open(struct pool *);
+static void pool_on_events_retry(evutil_socket_t, short, void *);
 
 /* Copies a NULL-terminated string vector. */
 static char **
@@ -278,6 +284,8 @@ pool_new(struct event_base *base, struct hc *hc, struct drv *drv,
 	p->release_ttl = pp->release_ttl;
 	TAILQ_INIT(&p->sess);
 	TAILQ_INIT(&p->pools);
+	p->events_backoff = 1;
+	p->events_retry = evtimer_new(base, pool_on_events_retry, p);
 	TAILQ_INIT(&p->ops);
 	for (i = 0; pp->pool_types != NULL && pp->pool_types[i] != NULL; i++) {
 		if ((t = sbtypes_find(p->types, pp->pool_types[i])) == NULL ||
@@ -305,6 +313,8 @@ pool_free(struct pool *p)
 		event_free(p->tick);
 	if (p->reaper != NULL)
 		event_free(p->reaper);
+	drv_events_cancel(p->events);
+	event_free(p->events_retry);
 	while ((op = TAILQ_FIRST(&p->ops)) != NULL) {
 		TAILQ_REMOVE(&p->ops, op, entry);
 		rt_wait_cancel(op->wait);
@@ -1304,8 +1314,203 @@ struct pool_reconcile {
 	size_t ninstances;
 	char **names; /* containers of those instances */
 	char **ids;
+	int *running;
 	size_t n;
 };
+
+/* A sandbox being adopted after a store loss. */
+struct pool_adopt {
+	struct pool *pool;
+	struct sbx *rec;
+	char *owner; /* of the pool slot */
+	int pooled;  /* never claimed, of a pooled type: back to its pool */
+	int steps;
+};
+
+/* One step of an adoption answered; the last one frees it. */
+static void
+pool_adopt_step_done(struct pool_adopt *a)
+{
+	struct pool *p = a->pool;
+
+	if (--a->steps > 0)
+		return;
+	sbx_free(a->rec);
+	free(a->owner);
+	free(a);
+	p->engine_calls--;
+	if (p->stopping)
+		pool_shutdown_check(p);
+}
+
+/* A store step of an adoption answered. */
+static void
+pool_adopt_on_store(const struct store_reply *r, void *arg)
+{
+	struct pool_adopt *a = arg;
+
+	if (r->err != STORE_OK)
+		log_warnx(
+		    "pool: adopt %s: %s", a->rec->container_name, r->cause);
+	pool_adopt_step_done(a);
+}
+
+/* The value of "K=..." in a "K=V" list, or NULL. */
+static const char *
+pool_env_value(char *const *env, const char *key)
+{
+	size_t n = strlen(key);
+
+	for (; env != NULL && *env != NULL; env++)
+		if (strncmp(*env, key, n) == 0 && (*env)[n] == '=')
+			return *env + n + 1;
+	return NULL;
+}
+
+/* The host side of the bind mounted at ctr ("host:ctr[:mode]"). */
+static char *
+pool_bind_source(char *const *binds, const char *ctr)
+{
+	const char *c;
+	size_t n = strlen(ctr);
+
+	for (; binds != NULL && *binds != NULL; binds++) {
+		if ((c = strchr(*binds, ':')) == NULL)
+			continue;
+		if (strncmp(c + 1, ctr, n) == 0 &&
+		    (c[1 + n] == '\0' || c[1 + n] == ':'))
+			return xstrndup(*binds, (size_t)(c - *binds));
+	}
+	return NULL;
+}
+
+/* Writes the rebuilt record (and takes its port back). */
+static void
+pool_adopt_put(struct pool_adopt *a)
+{
+	struct pool *p = a->pool;
+	struct sbx *s = a->rec;
+	struct store_req q;
+
+	log_warnx("pool: reconcile: %s had no record (the store lost its "
+		  "data?); rebuilt it from the container%s",
+	    s->container_name,
+	    a->pooled ? ", back in its pool" : ", without its session");
+	memset(&q, 0, sizeof q);
+	if (a->pooled) {
+		q.op = STORE_COMMIT;
+		q.kind = STORE_KIND_FILL;
+		q.owner = a->owner;
+	} else
+		q.op = STORE_PUT;
+	q.rec = s;
+	a->steps++;
+	store_run(p->store, &q, pool_adopt_on_store, a);
+	if (s->port > 0) {
+		memset(&q, 0, sizeof q);
+		q.op = STORE_PORT_TAKE;
+		q.port = s->port;
+		q.name = s->container_name;
+		a->steps++;
+		store_run(p->store, &q, pool_adopt_on_store, a);
+	}
+}
+
+/* The pool slot for an adopted sandbox answered. */
+static void
+pool_adopt_on_begin(const struct store_reply *r, void *arg)
+{
+	struct pool_adopt *a = arg;
+	struct pool *p = a->pool;
+
+	if (r->err == STORE_OK) {
+		a->owner = xstrdup0(r->owner);
+		pool_adopt_put(a);
+	} else if (r->err == STORE_ENOENT || r->err == STORE_ELIMIT) {
+		/* The pool was refilled meanwhile: this one is surplus. */
+		log_info("pool: reconcile: %s had no record and its pool is "
+			 "full; removing it",
+		    a->rec->container_name);
+		pool_reap_remove(
+		    p, a->rec->container_id, a->rec->container_name, 1);
+	}
+	pool_adopt_step_done(a);
+}
+
+/*
+ * The engine described a running container whose record the store lost:
+ * rebuild the record from its labels, environment and mounts. It comes
+ * back warm without a session (its session mapping is lost with the
+ * store; whoever holds its name can still use and release it), and goes
+ * back to its pool only if it was never claimed (no marker).
+ */
+static void
+pool_adopt_on_inspect(const struct drv_reply *r, void *arg)
+{
+	struct pool_adopt *a = arg;
+	struct pool *p = a->pool;
+	const struct drv_ctr *c = r->nctrs > 0 ? &r->ctrs[0] : NULL;
+	struct store_req q;
+	const char *v;
+	struct sbx *s;
+
+	if (r->err != DRV_OK || c == NULL ||
+	    drv_ctr_label(c, "sandpool.name") == NULL ||
+	    pool_env_value(c->env, "SECRET_TOKEN") == NULL) {
+		pool_adopt_step_done(a);
+		return;
+	}
+	a->rec = s = sbx_new();
+	s->container_id = xstrdup(c->id);
+	s->container_name = xstrdup(drv_ctr_label(c, "sandpool.name"));
+	s->session_id = xstrdup0(drv_ctr_label(c, "sandpool.session_id"));
+	s->sandbox_type = xstrdup0(drv_ctr_label(c, "sandpool.type"));
+	s->instance = xstrdup0(drv_ctr_label(c, "sandpool.instance"));
+	s->version = xstrdup0(c->image);
+	s->runtime_token = xstrdup(pool_env_value(c->env, "SECRET_TOKEN"));
+	v = pool_env_value(c->env, "NGINX_TIMEOUT");
+	s->timeout = v != NULL ? atoi(v) : 60;
+	v = drv_ctr_label(c, "sandpool.port");
+	s->port = v != NULL ? atoi(v) : 0;
+	if (s->port > 0)
+		xasprintf(&s->url, "http://localhost:%d", s->port);
+	else
+		s->url = xstrdup("");
+	s->mount_dir = pool_bind_source(c->binds, "/workspace");
+	s->run_dir = pool_bind_source(c->binds, POOL_AGENT_DIR);
+	if (s->run_dir != NULL)
+		xasprintf(&s->sock_path, "%s/%s", s->run_dir, POOL_AGENT_SOCK);
+	s->state = SBX_WARM;
+	s->updated_at = sbx_now();
+	a->pooled = s->run_dir != NULL && !sbx_was_claimed(s->run_dir) &&
+	    s->sandbox_type != NULL &&
+	    pool_find_type(p, s->sandbox_type) != NULL;
+	if (a->pooled) {
+		/* Back to its pool only if the pool has room (atomic). */
+		memset(&q, 0, sizeof q);
+		q.op = STORE_BEGIN;
+		q.name = s->container_name;
+		q.type = s->sandbox_type;
+		q.kind = STORE_KIND_FILL;
+		q.target = p->pool_size;
+		a->steps++;
+		store_run(p->store, &q, pool_adopt_on_begin, a);
+	} else
+		pool_adopt_put(a);
+	pool_adopt_step_done(a);
+}
+
+/* Rebuilds the record of a running container the store lost. */
+static void
+pool_adopt(struct pool *p, const char *id)
+{
+	struct pool_adopt *a = xcalloc(1, sizeof *a);
+
+	a->pool = p;
+	a->steps = 1;
+	p->engine_calls++;
+	drv_inspect(p->drv, id, pool_adopt_on_inspect, a);
+}
 
 /* Frees a reconcile pass and lets the next one start. */
 static void
@@ -1323,6 +1528,7 @@ pool_reconcile_end(struct pool_reconcile *rc)
 	}
 	free(rc->names);
 	free(rc->ids);
+	free(rc->running);
 	free(rc);
 }
 
@@ -1336,18 +1542,19 @@ pool_reconcile_on_orphans(const struct store_reply *r, void *arg)
 	int keep;
 
 	for (i = 0; r->err == STORE_OK && i < r->nnames && !p->stopping; i++) {
-		if (r->names[i][0] == '?') {
-			log_debug("pool: reconcile: %s has no record (store "
-				  "lost?); left alone",
-			    r->names[i] + 1);
-			continue;
-		}
-		keep = r->names[i][0] == '~';
+		keep = r->names[i][0] == '~' || r->names[i][0] == '?';
 		for (j = 0; j < rc->n; j++)
 			if (strcmp(rc->names[j], r->names[i] + keep) == 0)
 				break;
 		if (j == rc->n)
 			continue;
+		if (r->names[i][0] == '?' && rc->running[j]) {
+			/* The store lost its record: rebuild it from labels. */
+			pool_adopt(p, rc->ids[j]);
+			continue;
+		}
+		if (r->names[i][0] == '?')
+			keep = 0; /* never started: nothing worth keeping */
 		log_info("pool: reconcile: removing orphan %s", rc->names[j]);
 		pool_reap_remove(p, rc->ids[j], rc->names[j], !keep);
 	}
@@ -1373,6 +1580,7 @@ pool_reconcile_on_list(const struct drv_reply *r, void *arg)
 	}
 	rc->names = xcalloc(r->nctrs + 1, sizeof *rc->names);
 	rc->ids = xcalloc(r->nctrs + 1, sizeof *rc->ids);
+	rc->running = xcalloc(r->nctrs + 1, sizeof *rc->running);
 	for (i = 0; i < r->nctrs; i++) {
 		inst = drv_ctr_label(&r->ctrs[i], "sandpool.instance");
 		if (inst == NULL)
@@ -1385,6 +1593,7 @@ pool_reconcile_on_list(const struct drv_reply *r, void *arg)
 		name = drv_ctr_label(&r->ctrs[i], "sandpool.name");
 		rc->names[rc->n] =
 		    xstrdup(name != NULL ? name : r->ctrs[i].name);
+		rc->running[rc->n] = strcmp(r->ctrs[i].state, "running") == 0;
 		rc->ids[rc->n++] = xstrdup(r->ctrs[i].id);
 	}
 	if (rc->n == 0) {
@@ -1481,6 +1690,7 @@ pool_start_on_sweep(int err, const char *cause, void *arg)
 		p->reaper =
 		    event_new(p->base, -1, EV_PERSIST, pool_on_reaper, p);
 		event_add(p->reaper, &tv);
+		pool_events_open(p);
 		p->refill_ev = event_new(p->base, -1, 0, pool_on_refill, p);
 		if (p->watcher_interval > 0) {
 			tv.tv_sec = p->watcher_interval;
@@ -1587,6 +1797,9 @@ pool_shutdown(struct pool *p, int cleanup, pool_done_cb cb, void *arg)
 		event_del(p->tick);
 	if (p->reaper != NULL)
 		event_del(p->reaper);
+	drv_events_cancel(p->events);
+	p->events = NULL;
+	event_del(p->events_retry);
 	/* Health waits end now; other steps end at their next boundary. */
 	for (op = TAILQ_FIRST(&p->ops); op != NULL; op = next) {
 		next = TAILQ_NEXT(op, entry);
@@ -2483,6 +2696,213 @@ pool_watch(struct pool *p)
 	}
 }
 
+/* ---- Engine events: sandboxes that died behind our back ---------------- */
+
+/* Longest wait before the event stream is opened again, seconds. */
+#define POOL_EVENTS_BACKOFF_MAX 30
+
+/* One container death being looked into. */
+struct pool_died {
+	struct pool *pool;
+	char *id; /* container id of the event */
+	char *exit_code;
+	int destroyed;	 /* destroy, not die */
+	struct sbx *rec; /* the record as it was */
+	struct sbx *upd; /* as it is marked */
+	int steps;
+};
+
+/* Frees a death once its last step answered. */
+static void
+pool_died_step_done(struct pool_died *d)
+{
+	struct pool *p = d->pool;
+
+	if (--d->steps > 0)
+		return;
+	p->engine_calls--;
+	sbx_free(d->rec);
+	sbx_free(d->upd);
+	free(d->id);
+	free(d->exit_code);
+	free(d);
+	if (p->stopping)
+		pool_shutdown_check(p);
+	else
+		pool_refill_soon(p);
+}
+
+/* A store step of the clean-up answered. */
+static void
+pool_died_on_store(const struct store_reply *r, void *arg)
+{
+	(void)r;
+	pool_died_step_done(arg);
+}
+
+/* The dead container is removed. */
+static void
+pool_died_on_remove(const struct drv_reply *r, void *arg)
+{
+	(void)r;
+	pool_died_step_done(arg);
+}
+
+/* The record is marked: free what the sandbox held. */
+static void
+pool_died_on_marked(const struct store_reply *r, void *arg)
+{
+	struct pool_died *d = arg;
+	struct pool *p = d->pool;
+	struct sbx *s = d->rec;
+	struct store_req q;
+
+	if (r->err != STORE_OK) {
+		/* Released, reaped or marked by someone else meanwhile. */
+		pool_died_step_done(d);
+		return;
+	}
+	log_warnx("pool: %s: container died (exit code %s) without being "
+		  "released; record marked %s",
+	    s->container_name, d->exit_code != NULL ? d->exit_code : "?",
+	    sbx_state_name(d->upd->state));
+	if (s->state == SBX_WARM && s->session_ctx_id == NULL) {
+		memset(&q, 0, sizeof q);
+		q.op = STORE_POOL_REMOVE;
+		q.type = s->sandbox_type;
+		q.name = s->container_name;
+		d->steps++;
+		store_run(p->store, &q, pool_died_on_store, d);
+	}
+	if (s->port > 0) {
+		memset(&q, 0, sizeof q);
+		q.op = STORE_PORT_FREE;
+		q.port = s->port;
+		q.name = s->container_name;
+		d->steps++;
+		store_run(p->store, &q, pool_died_on_store, d);
+	}
+	pool_rmtree(s->run_dir);
+	if (d->upd->state != SBX_RECYCLED && !p->keep_workspace)
+		pool_rmtree(s->mount_dir);
+	d->steps++;
+	drv_remove(p->drv, d->id, pool_died_on_remove, d);
+	pool_died_step_done(d);
+}
+
+/* The record of the dead container came back. */
+static void
+pool_died_on_get(const struct store_reply *r, void *arg)
+{
+	struct pool_died *d = arg;
+	struct pool *p = d->pool;
+	const struct sbx *s = r->rec;
+	struct store_req q = {.op = STORE_PUT};
+
+	if (r->err != STORE_OK ||
+	    (s->state != SBX_WARM && s->state != SBX_RUNNING) ||
+	    s->container_id == NULL || strcmp(s->container_id, d->id) != 0 ||
+	    (s->stopped && !d->destroyed)) {
+		/* Ours to tear down, already handled, or not ours at all. */
+		pool_died_step_done(d);
+		return;
+	}
+	d->rec = sbx_dup(s);
+	d->upd = sbx_dup(s);
+	d->upd->updated_at = sbx_now();
+	xstrset(&d->upd->recycle_reason, "container_died");
+	if (s->state == SBX_RUNNING && s->session_ctx_id != NULL) {
+		/* Like a reap: the next touch restores the session. */
+		d->upd->state = SBX_RECYCLED;
+		d->upd->recycled_at = d->upd->updated_at;
+	} else
+		d->upd->state = SBX_ERROR;
+	q.rec = d->upd;
+	q.if_state = 1;
+	q.expect = s->state;
+	store_run(p->store, &q, pool_died_on_marked, d);
+}
+
+/* One engine event. */
+static void
+pool_on_event(const struct drv_event *e, void *arg)
+{
+	struct pool *p = arg;
+	struct pool_died *d;
+	const char *name;
+	struct store_req q = {.op = STORE_GET};
+
+	if (e->time_nano >= p->events_since)
+		p->events_since = e->time_nano + 1;
+	p->events_backoff = 1;
+	if (strcmp(e->action, "oom") == 0) {
+		log_info("pool: %s: out of memory",
+		    drv_event_attr(e, "name") != NULL
+			? drv_event_attr(e, "name")
+			: e->id);
+		return;
+	}
+	if (p->stopping ||
+	    (strcmp(e->action, "die") != 0 &&
+		strcmp(e->action, "destroy") != 0))
+		return;
+	if ((name = drv_event_attr(e, "sandpool.name")) == NULL)
+		return;
+	d = xcalloc(1, sizeof *d);
+	d->pool = p;
+	d->id = xstrdup(e->id);
+	d->exit_code = xstrdup0(drv_event_attr(e, "exitCode"));
+	d->destroyed = strcmp(e->action, "destroy") == 0;
+	d->steps = 1;
+	p->engine_calls++;
+	q.name = name;
+	store_run(p->store, &q, pool_died_on_get, d);
+}
+
+static void pool_events_open(struct pool *);
+
+/* Reconnect timer of the event stream. */
+static void
+pool_on_events_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	pool_events_open(arg);
+}
+
+/* The event stream ended: open it again (from the last event seen). */
+static void
+pool_on_events_end(enum drv_err err, const char *msg, void *arg)
+{
+	struct pool *p = arg;
+	struct timeval tv;
+
+	p->events = NULL;
+	if (p->stopping)
+		return;
+	log_warnx("pool: docker events: %s; reconnecting in %d s",
+	    msg != NULL ? msg : drv_strerror(err), p->events_backoff);
+	tv.tv_sec = p->events_backoff;
+	tv.tv_usec = 0;
+	evtimer_add(p->events_retry, &tv);
+	p->events_backoff *= 2;
+	if (p->events_backoff > POOL_EVENTS_BACKOFF_MAX)
+		p->events_backoff = POOL_EVENTS_BACKOFF_MAX;
+}
+
+/* Subscribes to the deaths of sandpool's containers. */
+static void
+pool_events_open(struct pool *p)
+{
+	static const char *const labels[] = {"sandpool.owner=sandpool", NULL};
+	static const char *const actions[] = {"die", "destroy", "oom", NULL};
+
+	if (p->stopping || p->events != NULL)
+		return;
+	p->events = drv_events(p->drv, labels, actions, p->events_since,
+	    pool_on_event, pool_on_events_end, p);
+}
+
 /* ---- Lookups ----------------------------------------------------------- */
 
 struct pool_call_ctx {
@@ -2666,18 +3086,47 @@ pool_call_on_inspect(const struct drv_reply *r, void *arg)
 	free(c);
 }
 
+static void pool_call_on_marked(const struct store_reply *, void *);
+
 /* Start or stop answered: read the state back. */
 static void
 pool_call_on_action(const struct drv_reply *r, void *arg)
 {
 	struct pool_call_ctx *c = arg;
 
+	struct store_req q = {.op = STORE_PUT};
+
 	if (r->err != DRV_OK)
 		log_info("pool: %s: %s: %s", c->rec->container_name,
 		    c->kind == POOL_CALL_START ? "start" : "stop",
 		    r->msg != NULL ? r->msg : drv_strerror(r->err));
+	if (c->kind == POOL_CALL_START && r->err == DRV_OK && c->rec->stopped) {
+		/* Running again: a death is a death again. */
+		c->rec->stopped = 0;
+		q.rec = c->rec;
+		q.if_state = 1;
+		q.expect = c->rec->state;
+		store_run(c->pool->store, &q, pool_call_on_marked, c);
+		return;
+	}
 	drv_inspect(
 	    c->pool->drv, c->rec->container_id, pool_call_on_inspect, c);
+}
+
+/* The record says whether the container is stopped on purpose. */
+static void
+pool_call_on_marked(const struct store_reply *r, void *arg)
+{
+	struct pool_call_ctx *c = arg;
+	struct pool *p = c->pool;
+
+	(void)r;
+	if (c->kind == POOL_CALL_STOP)
+		drv_stop(
+		    p->drv, c->rec->container_id, 1, pool_call_on_action, c);
+	else
+		drv_inspect(
+		    p->drv, c->rec->container_id, pool_call_on_inspect, c);
 }
 
 /* The record is known: act on its container. */
@@ -2707,9 +3156,17 @@ pool_call_on_lookup(struct pool *p, const struct sbx *rec, enum pool_err err,
 	case POOL_CALL_START:
 		drv_start(p->drv, rec->container_id, pool_call_on_action, c);
 		break;
-	case POOL_CALL_STOP:
-		drv_stop(p->drv, rec->container_id, 1, pool_call_on_action, c);
+	case POOL_CALL_STOP: {
+		/* Say it first, so that its death is not taken for a crash. */
+		struct store_req q = {.op = STORE_PUT};
+
+		c->rec->stopped = 1;
+		q.rec = c->rec;
+		q.if_state = 1;
+		q.expect = c->rec->state;
+		store_run(p->store, &q, pool_call_on_marked, c);
 		break;
+	}
 	default:
 		drv_inspect(p->drv, rec->container_id, pool_call_on_inspect, c);
 		break;

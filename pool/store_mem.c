@@ -454,10 +454,12 @@ store_mem_gc(
 	p->names = xcalloc(w.n + 1, sizeof *p->names);
 	for (i = 0; i < w.n; i++) {
 		s = store_mem_find(m, w.names[i]);
-		t = s == NULL		       ? 0
-		    : s->state == SBX_RELEASED ? s->released_at
-		    : s->state == SBX_REPLACED ? s->updated_at
-					       : 0;
+		t = 0;
+		if (s != NULL && s->state == SBX_RELEASED)
+			t = s->released_at;
+		else if (s != NULL &&
+		    (s->state == SBX_REPLACED || s->state == SBX_ERROR))
+			t = s->updated_at;
 		if ((int)p->nnames < max && t > 0 && t < q->before &&
 		    store_mem_pend_find(m, w.names[i]) == NULL) {
 			tdelete(s, &m->records, store_mem_rec_cmp);

@@ -569,6 +569,8 @@ sr_on_claim(struct sr_cmd *c, redisReply *rep)
 	}
 	s->updated_at = o->q.now;
 	o->rec = s;
+	/* Before the commit: a store loss must not make it poolable. */
+	sbx_mark_claimed(s);
 	json = sbx_to_json(s, 1, NULL);
 	args[0] = s->container_name;
 	args[1] = o->owner;

@@ -334,7 +334,8 @@
 
 /*
  * GC: before, max. Deletes records released before it (released_at) or
- * replaced before it (updated_at), at most max; returns their names.
+ * replaced or in error before it (updated_at), at most max; returns their
+ * names.
  */
 #define SRL_GC SRL_PRELUDE \
 "local before, max, out = tonumber(ARGV[4]), tonumber(ARGV[5]), {}\n" \
@@ -344,7 +345,8 @@
 "  local t = nil\n" \
 "  if st == nil then redis.call('SREM', P .. 'records', n)\n" \
 "  elseif st == 'released' then t = tonumber(o.released_at)\n" \
-"  elseif st == 'replaced' then t = tonumber(o.updated_at) end\n" \
+"  elseif st == 'replaced' or st == 'error' then\n" \
+"    t = tonumber(o.updated_at) end\n" \
 "  if t and t < before and redis.call('HEXISTS', P .. 'pending', n) == 0\n" \
 "  then\n" \
 "    redis.call('DEL', n)\n" \

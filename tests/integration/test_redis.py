@@ -290,10 +290,50 @@ def test_instance_crash():
     b.stop()
 
 
+def test_flush():
+    db = 5
+    (s,) = group(1, db, pool_size=2)
+    harness.wait_for(lambda: redis.call("LLEN", POOLKEY + ":base",
+                                        db=db) >= 2, 60)
+    a = s.call("create_from_pool", sandbox_type="base",
+               meta={"session_ctx_id": "flush"})
+    harness.wait_for(lambda: redis.call("LLEN", POOLKEY + ":base",
+                                        db=db) >= 2, 60)
+    time.sleep(1)
+    redis.call("FLUSHDB", db=db)
+    t.is_(redis.call("DBSIZE", db=db), 0,
+          "Redis flushed (FLUSHDB) under a running instance")
+    ok = harness.wait_for(
+        lambda: s.rpc("get_info", {"identity": a})[0] == 200, 6 * LEASE)
+    t.ok(ok, "the claimed sandbox's record is rebuilt from its container")
+    r = s.call("call_tool", identity=a, tool_name="run_shell_command",
+               arguments={"command": "echo alive"})
+    t.is_(r["content"][0]["text"], "alive\n", "and it still works by name")
+    left = settle([s], db, 8 * LEASE + 10)
+    t.ok(empty(left), "state rebuilt: every container has a live record, "
+         "every port lease a holder, no pending entry", left)
+    t.diag("flush left: %s" % json.dumps(left))
+    t.is_(redis.call("LLEN", POOLKEY + ":base", db=db), 2,
+          "the pool holds POOL_SIZE again")
+    pool = [json.loads(x)["container_name"] for x in
+            redis.call("LRANGE", POOLKEY + ":base", 0, -1, db=db)]
+    t.ok(a not in pool, "the claimed sandbox is never put back in the "
+         "pool", pool)
+    names = {s.call("create_from_pool", sandbox_type="base")
+             for _ in range(2)}
+    t.ok(a not in names and len(names) == 2, "claims after the flush get "
+         "other sandboxes")
+    for n in names | {a}:
+        s.call("release", identity=n)
+    t.is_(s.stop(), 0, "stops cleanly")
+    t.is_([cname(c) for c in s.containers()], [], "nothing left behind")
+
+
 t.run("workers need redis", test_workers_need_redis)
 t.run("two instances behind haproxy", test_two_instances_lb)
 t.run("max instances", test_max_instances)
 t.run("redis away", test_redis_away)
 t.run("worker crash", test_workers_crash)
 t.run("instance crash", test_instance_crash)
+t.run("redis flushed", test_flush)
 sys.exit(t.done())
