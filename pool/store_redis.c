@@ -127,7 +127,8 @@ struct sr {
 	struct event *retry; /* reconnect timer */
 	struct event *renew; /* owner lease timer */
 	int closing;
-	int warned; /* "unavailable" logged for this outage */
+	int warned;	  /* "unavailable" logged for this outage */
+	char *last_error; /* why the last connection failed */
 	TAILQ_HEAD(, sr_cmd) cmds;
 
 	/* Parameters. */
@@ -213,10 +214,8 @@ sr_unavail(struct sr *r)
 {
 	char *s;
 
-	xasprintf(&s,
-	    "state store unavailable: Redis at %s:%d does not "
-	    "answer",
-	    r->host, r->port);
+	xasprintf(&s, "state store unavailable: Redis at %s:%d: %s", r->host,
+	    r->port, r->last_error != NULL ? r->last_error : "does not answer");
 	return s;
 }
 
@@ -252,6 +251,8 @@ sr_drop(struct sr *r, const char *why)
 		log_warnx(
 		    "redis: %s:%d: %s; reconnecting", r->host, r->port, why);
 	r->warned = 1;
+	if (r->last_error == NULL)
+		r->last_error = xstrdup(why);
 	r->ac = NULL;
 	r->conn = SR_DOWN;
 	redisAsyncFree(ac);
@@ -917,9 +918,13 @@ sr_on_setup(struct sr_cmd *c, redisReply *rep)
 	struct sr *r = c->r;
 
 	if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
-		if (rep != NULL && !r->setup_failed)
+		if (rep != NULL && !r->setup_failed) {
 			log_warnx("redis: %s:%d: %s: %s", r->host, r->port,
 			    c->argv[0], rep->str);
+			free(r->last_error);
+			xasprintf(&r->last_error, "%s failed: %s", c->argv[0],
+			    rep->str);
+		}
 		r->setup_failed = 1;
 	} else if (c->script >= 0 && rep->type == REDIS_REPLY_STRING) {
 		free(r->sha[c->script]);
@@ -933,6 +938,8 @@ sr_on_setup(struct sr_cmd *c, redisReply *rep)
 	}
 	r->conn = SR_READY;
 	r->backoff_ms = SR_BACKOFF_MIN_MS;
+	free(r->last_error);
+	r->last_error = NULL;
 	log_info("redis: %s:%d: connected (db %d, owner %s)", r->host, r->port,
 	    r->db, r->owner);
 	r->warned = 0;
@@ -956,6 +963,8 @@ sr_on_connect(const redisAsyncContext *ac, int status)
 			log_warnx("redis: %s:%d: cannot connect: %s", r->host,
 			    r->port, ac->errstr);
 		r->warned = 1;
+		free(r->last_error);
+		xasprintf(&r->last_error, "cannot connect: %s", ac->errstr);
 		r->ac = NULL;
 		r->conn = SR_DOWN;
 		sr_schedule(r);
@@ -1005,6 +1014,9 @@ sr_on_disconnect(const redisAsyncContext *ac, int status)
 		return; /* dropped by us: already rescheduled */
 	r->ac = NULL;
 	r->conn = SR_DOWN;
+	free(r->last_error);
+	xasprintf(&r->last_error, "connection lost: %s",
+	    ac->errstr[0] != '\0' ? ac->errstr : "closed");
 	if (!r->warned && !r->closing)
 		log_warnx("redis: %s:%d: connection lost: %s", r->host, r->port,
 		    ac->errstr[0] != '\0' ? ac->errstr : "closed");
@@ -1070,6 +1082,7 @@ sr_free(struct store *st)
 	for (i = 0; i < SR_NSCRIPTS; i++)
 		free(r->sha[i]);
 	free(r->owner);
+	free(r->last_error);
 	free(r->host);
 	free(r->user);
 	if (r->password != NULL)

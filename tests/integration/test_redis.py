@@ -329,6 +329,34 @@ def test_flush():
     t.is_([cname(c) for c in s.containers()], [], "nothing left behind")
 
 
+def test_acl_noscript():
+    db = 6
+    redis.call("ACL", "SETUSER", "sp-test", "on", ">sp-secret", "~*", "&*",
+               "+@all")
+    e = {"REDIS_USER": "sp-test", "REDIS_PASSWORD": "sp-secret",
+         "SANDPOOL_LEASE_TTL": LEASE}
+    e.update(redis.env(db))
+    s = harness.Server(env=e)
+    harness.wait_for(lambda: s.rpc("get_info", {"identity": "x"})[0] == 500,
+                     10)
+    n = s.call("create", sandbox_type="base")
+    t.ok(isinstance(n, str), "an ACL user with REDIS_USER/REDIS_PASSWORD "
+         "works (db %d)" % db)
+    t.ok(redis.call("EXISTS", n, db=db) == 1, "the record is in REDIS_DB")
+    t.ok("sp-secret" not in s.log(), "the password is never logged")
+    redis.call("SCRIPT", "FLUSH")
+    t.is_(s.call("release", identity=n), True,
+          "after SCRIPT FLUSH the scripts are sent again (NOSCRIPT)")
+    s.stop()
+    e["REDIS_PASSWORD"] = "wrong"
+    w = harness.Server(env=e)
+    st, _, doc = w.rpc("create_from_pool", {"sandbox_type": "base"})
+    t.is_(st, 503, "a wrong password: 503")
+    t.ok("WRONGPASS" in json.dumps(doc) or "AUTH" in json.dumps(doc),
+         "saying why (AUTH failed)", doc)
+    w.stop()
+
+
 t.run("workers need redis", test_workers_need_redis)
 t.run("two instances behind haproxy", test_two_instances_lb)
 t.run("max instances", test_max_instances)
@@ -336,4 +364,5 @@ t.run("redis away", test_redis_away)
 t.run("worker crash", test_workers_crash)
 t.run("instance crash", test_instance_crash)
 t.run("redis flushed", test_flush)
+t.run("acl and noscript", test_acl_noscript)
 sys.exit(t.done())
