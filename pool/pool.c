@@ -126,6 +126,8 @@ struct pool {
 	struct pool_sesses sess; /* reaps and touches in flight */
 	int scanning;		 /* a heartbeat scan is in flight */
 	int collecting;		 /* a record GC is in flight */
+	int watch_locking;	 /* the watcher lock is being taken */
+	char watch_token[SBX_TOKEN_LEN + 1];
 	double last_gc;
 	struct drv_events *events; /* the engine's event stream */
 	struct event *events_retry;
@@ -284,6 +286,7 @@ pool_new(struct event_base *base, struct hc *hc, struct drv *drv,
 	p->release_ttl = pp->release_ttl;
 	TAILQ_INIT(&p->sess);
 	TAILQ_INIT(&p->pools);
+	sbx_random_token(p->watch_token);
 	p->events_backoff = 1;
 	p->events_retry = evtimer_new(base, pool_on_events_retry, p);
 	TAILQ_INIT(&p->ops);
@@ -2666,16 +2669,14 @@ pool_gc_on_reply(const struct store_reply *r, void *arg)
 		    r->nnames);
 }
 
-/* One watcher pass after the refill planner: heartbeat scan and GC. */
+/* The scan and GC of one watcher pass. */
 static void
-pool_watch(struct pool *p)
+pool_watch_run(struct pool *p)
 {
 	struct store_req q;
 	double now = sbx_now();
 	double every;
 
-	if (p->stopping || !p->started || !store_ready(p->store))
-		return;
 	if (!p->scanning) {
 		memset(&q, 0, sizeof q);
 		q.op = STORE_IDLE_SESSIONS;
@@ -2696,6 +2697,41 @@ pool_watch(struct pool *p)
 	}
 }
 
+/* The watcher lock answered: this worker runs this pass, or not. */
+static void
+pool_watch_on_lock(const struct store_reply *r, void *arg)
+{
+	struct pool *p = arg;
+
+	p->watch_locking = 0;
+	if (r->err == STORE_OK && !p->stopping)
+		pool_watch_run(p);
+}
+
+/*
+ * One watcher pass after the refill planner: heartbeat scan and GC. With
+ * a shared store one worker of all the workers and instances runs each
+ * pass: the one that takes sandpool:watcher, a lock that expires by
+ * itself just before the next pass.
+ */
+static void
+pool_watch(struct pool *p)
+{
+	struct store_req q;
+	long ttl = (long)p->watcher_interval * 1000 - 100;
+
+	if (p->stopping || !p->started || !store_ready(p->store) ||
+	    p->watch_locking || p->scanning)
+		return;
+	memset(&q, 0, sizeof q);
+	q.op = STORE_LOCK;
+	q.name = "sandpool:watcher";
+	q.token = p->watch_token;
+	q.ttl_ms = ttl < 500 ? 500 : ttl;
+	p->watch_locking = 1;
+	store_run(p->store, &q, pool_watch_on_lock, p);
+}
+
 /* ---- Engine events: sandboxes that died behind our back ---------------- */
 
 /* Longest wait before the event stream is opened again, seconds. */
@@ -2707,6 +2743,7 @@ struct pool_died {
 	char *id; /* container id of the event */
 	char *exit_code;
 	int destroyed;	 /* destroy, not die */
+	int checked;	 /* the engine confirmed it is not running */
 	struct sbx *rec; /* the record as it was */
 	struct sbx *upd; /* as it is marked */
 	int steps;
@@ -2790,6 +2827,28 @@ pool_died_on_marked(const struct store_reply *r, void *arg)
 	pool_died_step_done(d);
 }
 
+static void pool_died_on_get(const struct store_reply *, void *);
+
+/* The engine says whether the "dead" container runs (started again). */
+static void
+pool_died_on_inspect(const struct drv_reply *r, void *arg)
+{
+	struct pool_died *d = arg;
+	struct store_reply sr;
+
+	if (r->err == DRV_OK && r->nctrs > 0 &&
+	    strcmp(r->ctrs[0].state, "running") == 0) {
+		pool_died_step_done(d);
+		return;
+	}
+	/* Dead indeed: go on with the record read before. */
+	memset(&sr, 0, sizeof sr);
+	sr.rec = d->rec;
+	d->rec = NULL;
+	pool_died_on_get(&sr, d);
+	sbx_free((struct sbx *)sr.rec);
+}
+
 /* The record of the dead container came back. */
 static void
 pool_died_on_get(const struct store_reply *r, void *arg)
@@ -2808,6 +2867,12 @@ pool_died_on_get(const struct store_reply *r, void *arg)
 		return;
 	}
 	d->rec = sbx_dup(s);
+	if (!d->destroyed && !d->checked) {
+		/* A die may be old news: the container may run again. */
+		d->checked = 1;
+		drv_inspect(p->drv, d->id, pool_died_on_inspect, d);
+		return;
+	}
 	d->upd = sbx_dup(s);
 	d->upd->updated_at = sbx_now();
 	xstrset(&d->upd->recycle_reason, "container_died");

@@ -901,6 +901,7 @@ test_transport(void)
 struct evs {
 	int die, destroy, ended, cancel_on_die;
 	char die_name[128], exit_code[16];
+	const char *only; /* count only this container's events */
 	long long last_nano;
 	struct drv_events *stream;
 };
@@ -913,6 +914,8 @@ on_event(const struct drv_event *e, void *arg)
 	const char *n = drv_event_attr(e, "name");
 	const char *x = drv_event_attr(e, "exitCode");
 
+	if (v->only != NULL && (n == NULL || strcmp(n, v->only) != 0))
+		return; /* an earlier test's container */
 	v->last_nano = e->time_nano;
 	if (strcmp(e->action, "die") == 0) {
 		v->die++;
@@ -946,6 +949,7 @@ test_events(void)
 	char *id;
 	int i;
 
+	v.only = w.only = name;
 	v.stream = drv_events(drv, filt, acts, 0, on_event, on_events_end, &v);
 	run_for(300);
 	spec_min(&s, name);
