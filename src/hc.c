@@ -25,6 +25,8 @@
 
 /* Default response cap when hc_opts.max_response is 0. */
 #define HC_MAX_RESPONSE (64UL * 1024 * 1024)
+/* Largest piece a stream buffers between two deliveries. */
+#define HC_STREAM_MAX (1024UL * 1024)
 /* Idle connections the multi handle keeps for reuse (sandboxes + engine). */
 #define HC_MAX_IDLE_CONNS 256L
 
@@ -49,6 +51,9 @@ struct hc_req {
 	char errbuf[CURL_ERROR_SIZE];
 	hc_done_cb cb;
 	void *arg;
+	hc_chunk_cb chunk; /* streaming: pieces go here */
+	int cancelled;	   /* hc_cancel from inside chunk */
+	int orphaned;	   /* hc_free from inside chunk: off every list */
 };
 
 /* A socket libcurl asked us to watch. */
@@ -123,7 +128,7 @@ hc_req_done(struct hc_req *r, CURLcode rc)
 	long status = 0;
 
 	memset(&resp, 0, sizeof resp);
-	resp.body = r->buf != NULL ? r->buf : "";
+	resp.body = r->buf != NULL && r->chunk == NULL ? r->buf : "";
 	if (r->overflow || rc == CURLE_FILESIZE_EXCEEDED) {
 		xasprintf(&text, "response larger than %zu bytes", r->max);
 		resp.error = text;
@@ -137,11 +142,44 @@ hc_req_done(struct hc_req *r, CURLcode rc)
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 		curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ctype);
 		resp.status = status;
-		resp.len = r->len;
+		resp.len = r->chunk == NULL ? r->len : 0;
 		resp.ctype = ctype;
 	}
 	hc_req_finish(r, &resp);
 	free(text);
+}
+
+/*
+ * Delivers what streams received during a socket action. A callback may
+ * cancel any request, so the scan starts over after each delivery.
+ */
+static void
+hc_flush_streams(struct hc *hc)
+{
+	struct hc_req *r;
+	size_t n;
+
+	for (;;) {
+		TAILQ_FOREACH (r, &hc->reqs, entry)
+			if (r->chunk != NULL && r->len > 0 &&
+			    r->state == HC_RUNNING)
+				break;
+		if (r == NULL || hc->dying)
+			return;
+		n = r->len;
+		r->len = 0;
+		r->state = HC_CALLING;
+		r->chunk(r->buf, n, r->arg);
+		if (r->orphaned) {
+			hc_req_free(r);
+			return;
+		}
+		r->state = HC_RUNNING;
+		if (r->cancelled) {
+			hc_req_unlink(r);
+			hc_req_free(r);
+		}
+	}
 }
 
 /* Reaps every finished transfer (CURLMSG_DONE) after a socket action. */
@@ -175,6 +213,7 @@ hc_on_sock(evutil_socket_t fd, short what, void *arg)
 		action |= CURL_CSELECT_OUT;
 	hc->busy++;
 	curl_multi_socket_action(hc->multi, fd, action, &running);
+	hc_flush_streams(hc);
 	hc_check_done(hc);
 	hc_leave(hc);
 }
@@ -188,6 +227,7 @@ hc_on_timer(evutil_socket_t fd, short what, void *arg)
 
 	hc->busy++;
 	curl_multi_socket_action(hc->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	hc_flush_streams(hc);
 	hc_check_done(hc);
 	hc_leave(hc);
 }
@@ -341,8 +381,17 @@ hc_free(struct hc *hc)
 
 	if (hc == NULL || hc->dying)
 		return;
-	while ((r = TAILQ_FIRST(&hc->reqs)) != NULL)
-		hc_cancel(r);
+	while ((r = TAILQ_FIRST(&hc->reqs)) != NULL) {
+		if (r->state != HC_CALLING) {
+			hc_cancel(r);
+			continue;
+		}
+		/* A stream inside its chunk callback: freed after it. */
+		TAILQ_REMOVE(&hc->reqs, r, entry);
+		hc->npending--;
+		curl_multi_remove_handle(hc->multi, r->easy);
+		r->orphaned = 1;
+	}
 	if (hc->busy > 0) {
 		hc->dying = 1;
 		return;
@@ -400,7 +449,8 @@ hc_setup(struct hc_req *r, const struct hc_opts *o)
 	HC_SET(CURLOPT_WRITEFUNCTION, hc_write_cb);
 	HC_SET(CURLOPT_WRITEDATA, r);
 	HC_SET(CURLOPT_HTTPHEADER, r->hdrs);
-	HC_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max);
+	if (r->chunk == NULL)
+		HC_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	HC_SET(CURLOPT_PROTOCOLS_STR, "http,https");
 #else
@@ -418,9 +468,10 @@ hc_setup(struct hc_req *r, const struct hc_opts *o)
 	return rc;
 }
 
-/* Starts a request; failures are reported through cb from the loop. */
-struct hc_req *
-hc_request(struct hc *hc, const struct hc_opts *o, hc_done_cb cb, void *arg)
+/* Starts a request (streaming with chunk); failures come through cb. */
+static struct hc_req *
+hc_start(struct hc *hc, const struct hc_opts *o, hc_chunk_cb chunk,
+    hc_done_cb cb, void *arg)
 {
 	struct hc_req *r;
 	CURLMcode mc;
@@ -431,7 +482,10 @@ hc_request(struct hc *hc, const struct hc_opts *o, hc_done_cb cb, void *arg)
 	r->hc = hc;
 	r->cb = cb;
 	r->arg = arg;
-	r->max = o->max_response > 0 ? o->max_response : HC_MAX_RESPONSE;
+	r->chunk = chunk;
+	r->max = chunk != NULL	  ? HC_STREAM_MAX
+	    : o->max_response > 0 ? o->max_response
+				  : HC_MAX_RESPONSE;
 	r->state = HC_FAILING;
 	TAILQ_INSERT_TAIL(&hc->reqs, r, entry);
 	hc->npending++;
@@ -456,15 +510,35 @@ hc_request(struct hc *hc, const struct hc_opts *o, hc_done_cb cb, void *arg)
 	return r;
 }
 
+/* Starts a request; failures are reported through cb from the loop. */
+struct hc_req *
+hc_request(struct hc *hc, const struct hc_opts *o, hc_done_cb cb, void *arg)
+{
+	return hc_start(hc, o, NULL, cb, arg);
+}
+
+/* Starts a streaming request. */
+struct hc_req *
+hc_stream(struct hc *hc, const struct hc_opts *o, hc_chunk_cb chunk,
+    hc_done_cb done, void *arg)
+{
+	return hc_start(hc, o, chunk, done, arg);
+}
+
 /*
  * Cancels a request without calling back. A request whose callback is
- * running is left alone: it is freed when its callback returns.
+ * running is left alone: it is freed when its callback returns (a stream
+ * cancelled from its chunk callback is freed right after it).
  */
 void
 hc_cancel(struct hc_req *r)
 {
-	if (r == NULL || r->state == HC_CALLING)
+	if (r == NULL)
 		return;
+	if (r->state == HC_CALLING) {
+		r->cancelled = 1;
+		return;
+	}
 	hc_req_unlink(r);
 	hc_req_free(r);
 }

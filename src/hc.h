@@ -48,6 +48,16 @@ void hc_free(struct hc *);
  */
 struct hc_req *hc_request(struct hc *, const struct hc_opts *, hc_done_cb cb,
     void *arg);
+/*
+ * A streaming request (long polls such as dockerd's /events): chunk gets
+ * each piece of the body as it arrives, from the loop (never inside
+ * hc_stream), and done is called once at the end with an empty body. The
+ * response size is not capped (a piece is at most 1 MiB); set no
+ * timeout_ms. hc_cancel() stops it, also from inside chunk.
+ */
+typedef void (*hc_chunk_cb)(const char *data, size_t len, void *arg);
+struct hc_req *hc_stream(struct hc *, const struct hc_opts *, hc_chunk_cb chunk,
+    hc_done_cb done, void *arg);
 /* Cancels a request; its callback will not be called. */
 void hc_cancel(struct hc_req *);
 /* Requests in flight. */

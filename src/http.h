@@ -15,26 +15,29 @@ struct http;
 typedef void (*http_request_cb)(struct evhttp_request *, void *arg);
 
 struct http_params {
-	const char *host;	/* bind address (HOST) */
-	int port;		/* PORT */
-	size_t max_body;	/* largest request body, bytes */
-	size_t max_headers;	/* largest request header block, bytes */
-	int timeout;		/* seconds a connection may stay silent */
-	int request_timeout;	/* seconds to send a request once begun;
-				   0 = no limit */
-	int max_connections;	/* connections served at once; 0 = no limit */
+	const char *host;    /* bind address (HOST) */
+	int port;	     /* PORT */
+	size_t max_body;     /* largest request body, bytes */
+	size_t max_headers;  /* largest request header block, bytes */
+	int timeout;	     /* seconds a connection may stay silent */
+	int request_timeout; /* seconds to send a request once begun;
+				0 = no limit */
+	int max_connections; /* connections served at once (by this
+				process); 0 = no limit */
+	int fd;		     /* a bound, listening socket to use, or -1 */
 };
 
 /* What the server has done to protect itself, for logs and tests. */
 struct http_stats {
-	int connections;	/* client connections at the last count */
-	int paused;		/* 1 while accepting is paused (at the limit) */
-	unsigned long cut;	/* connections closed for a slow request */
-	unsigned long pauses;	/* times accepting was paused */
+	int connections;      /* client connections at the last count */
+	int paused;	      /* 1 while accepting is paused (at the limit) */
+	unsigned long cut;    /* connections closed for a slow request */
+	unsigned long pauses; /* times accepting was paused */
 };
 
 /*
- * Binds host:port on base and sends every request to cb. Returns NULL
+ * Binds host:port on base (or takes over p->fd when it is >= 0, as forked
+ * workers sharing one listener do) and sends every request to cb. Returns NULL
  * with *cause (caller frees) if the address cannot be bound.
  */
 struct http *http_new(struct event_base *, const struct http_params *,
