@@ -5,7 +5,10 @@ port gone, record recycled, workspace kept); the next touch restores it on
 the same workspace and the old identity redirects; pool sandboxes are never
 reaped; release through the old identity; released and replaced records
 are collected after RELEASED_KEY_TTL; WATCHER_SCAN_INTERVAL=0 reaps
-nothing; redirect loops are reported."""
+nothing; redirect loops are reported. Workspaces: a restore refused at
+MAX_SANDBOX_INSTANCES leaves the reaped session's workspace, and a
+requested mount_dir (ALLOW_MOUNT_DIR) is reaped, restored on and released
+without ever being removed."""
 
 import json
 import os
@@ -96,6 +99,53 @@ def lifecycle(store, db):
     s.stop()
 
 
+def workspaces(store, db):
+    root = harness.mkdtemp("sproot")
+    mine = os.path.join(root, "ws")
+    os.mkdir(mine)
+    s = server(store, db, {"POOL_SIZE": 0, "MAX_SANDBOX_INSTANCES": 2,
+                           "ALLOW_MOUNT_DIR": "true",
+                           "SANDPOOL_MOUNT_DIR_ROOTS": root})
+    tag = "[%s] " % store
+    a = s.call("create", sandbox_type="base",
+               meta={"session_ctx_id": "wa-" + store})
+    m = s.call("create", sandbox_type="base", mount_dir=mine,
+               meta={"session_ctx_id": "wm-" + store})
+    shell(s, a, "echo a > /workspace/f")
+    shell(s, m, "echo m > /workspace/f")
+    ws = info(s, a)["mount_dir"]
+    t.is_(info(s, m)["mount_dir"], mine, tag + "mount_dir is the workspace")
+    ok = harness.wait_for(lambda: all((info(s, x) or {}).get("state") ==
+                                      "recycled" for x in (a, m)),
+                          TIMEOUT + 10, 0.3)
+    t.ok(ok and os.path.isfile(os.path.join(mine, "f")),
+         tag + "reaped: a requested mount_dir is kept")
+    # Both slots of MAX_SANDBOX_INSTANCES taken: the restores fail.
+    others = [s.call("create", sandbox_type="base") for _ in range(2)]
+    for x, d in ((a, ws), (m, mine)):
+        st, _, doc = s.rpc("call_tool", {
+            "identity": x, "tool_name": "run_shell_command",
+            "arguments": {"command": "true"}})
+        t.ok(st != 200 and os.path.isfile(os.path.join(d, "f")),
+             tag + "a restore refused at MAX_SANDBOX_INSTANCES leaves the "
+             "workspace (%s)" % ("requested" if x == m else "default"),
+             (st, doc))
+    for x in others:
+        s.call("release", identity=x)
+    t.is_(shell(s, a, "cat /workspace/f"), "a\n",
+          tag + "then a restore brings the default workspace back")
+    t.is_(shell(s, m, "cat /workspace/f"), "m\n",
+          tag + "and the requested one")
+    t.is_((info(s, m) or {}).get("mount_dir"), mine,
+          tag + "the restored sandbox's workspace is the requested dir")
+    s.call("release", identity=a)
+    s.call("release", identity=m)
+    t.ok(not os.path.exists(ws) and os.path.isfile(os.path.join(mine, "f")),
+         tag + "release removes the default workspace, never a requested "
+         "one")
+    s.stop()
+
+
 def harness_portkey():
     return "_runtime_sandbox_container_occupied_ports"
 
@@ -130,5 +180,6 @@ def redirect_loop(db):
 for i, store in enumerate(("memory", "redis")):
     t.run("lifecycle " + store, lifecycle, store, 5 + i)
     t.run("no watcher " + store, no_watcher, store, 7 + i)
+    t.run("workspaces " + store, workspaces, store, 10 + i)
 t.run("redirect loop", redirect_loop, 9)
 sys.exit(t.done())

@@ -3,7 +3,9 @@ several instances (and WORKERS) share one state; a whole session runs
 through haproxy across two instances; pools are never overfilled, ports
 never leased twice, MAX_SANDBOX_INSTANCES holds across instances; Redis
 going away gives 503 and comes back; kill -9 of a worker or of an instance
-in the middle of refills leaves nothing behind within a few lease TTLs."""
+in the middle of refills leaves nothing behind within a few lease TTLs.
+The start-up checks (OCI runtimes) run once, in the supervisor, before
+WORKERS are forked; the workers' sandboxes are confined like any."""
 
 import json
 import os
@@ -120,6 +122,50 @@ def test_workers_need_redis():
          "fails", out)
     t.ok("REDIS_ENABLED" in out, "and says that REDIS_ENABLED is needed",
          out)
+
+
+def test_workers_start_checks():
+    db = 8
+    work = harness.mkdtemp("spwk")
+    bad = os.path.join(work, "bad-runtime.json")
+    with open(bad, "w") as f:
+        json.dump({"name": "gv", "image": harness.TEST_IMAGE,
+                   "runtime": "nosuch-runsc"}, f)
+    env = dict(redis.env(db), WORKERS=2, SANDPOOL_LEASE_TTL=LEASE)
+    s = harness.Server(env=env, extensions=[bad], start=False)
+    p = subprocess.run(s.command(), cwd=s.work, env=harness.server_env(),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=30)
+    out = p.stdout.decode("utf-8", "replace")
+    t.ok(p.returncode == 1 and
+         out.count("needs the OCI runtime 'nosuch-runsc'") == 1 and
+         "workers" not in out,
+         "WORKERS=2, a type with a missing OCI runtime: the supervisor "
+         "refuses to start, once, before forking", out[-600:])
+    s.close()
+    good = os.path.join(work, "runc.json")
+    with open(good, "w") as f:
+        json.dump({"name": "rc", "image": harness.TEST_IMAGE,
+                   "runtime": "runc"}, f)
+    s = harness.Server(env=env, extensions=[good])
+    try:
+        t.ok(harness.wait_for(lambda: len(pids_of_workers(s)) == 2, 10),
+             "WORKERS=2 with a runtime the engine has: two workers")
+        t.is_(s.log().count("docker: OCI runtimes:"), 1,
+              "the runtimes were checked once (by the supervisor)")
+        names = [s.call("create", sandbox_type="rc") for _ in range(2)]
+        hc = docker.inspect(names[0])["HostConfig"]
+        t.ok(hc.get("Runtime") == "runc" and "ALL" in
+             (hc.get("CapDrop") or []) and "no-new-privileges" in
+             (hc.get("SecurityOpt") or []) and hc.get("NetworkMode") ==
+             "none",
+             "a worker's sandbox (Redis store) is confined: runtime, "
+             "capabilities, no-new-privileges, no network", hc)
+        for n in names:
+            s.call("release", identity=n)
+        t.is_(s.stop(), 0, "SIGTERM: the supervisor exits 0")
+    finally:
+        s.close()
 
 
 def test_two_instances_lb():
@@ -358,6 +404,7 @@ def test_acl_noscript():
 
 
 t.run("workers need redis", test_workers_need_redis)
+t.run("workers: start-up checks", test_workers_start_checks)
 t.run("two instances behind haproxy", test_two_instances_lb)
 t.run("max instances", test_max_instances)
 t.run("redis away", test_redis_away)
