@@ -124,6 +124,20 @@ def test_workers_need_redis():
          out)
 
 
+def create_when_ready(s, sandbox_type, timeout=20):
+    """A create, retried while it answers 503: each worker connects to
+    Redis on its own after /health answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, _, doc = s.rpc("create", {"sandbox_type": sandbox_type})
+        if status != 503 or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    if status != 200 or not isinstance(doc, dict) or "data" not in doc:
+        raise harness.RpcError("create", status, doc)
+    return doc["data"]
+
+
 def test_workers_start_checks():
     db = 8
     work = harness.mkdtemp("spwk")
@@ -153,7 +167,7 @@ def test_workers_start_checks():
              "WORKERS=2 with a runtime the engine has: two workers")
         t.is_(s.log().count("docker: OCI runtimes:"), 1,
               "the runtimes were checked once (by the supervisor)")
-        names = [s.call("create", sandbox_type="rc") for _ in range(2)]
+        names = [create_when_ready(s, "rc") for _ in range(2)]
         hc = docker.inspect(names[0])["HostConfig"]
         t.ok(hc.get("Runtime") == "runc" and "ALL" in
              (hc.get("CapDrop") or []) and "no-new-privileges" in
