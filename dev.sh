@@ -22,7 +22,7 @@ PACKAGES=(build-essential autoconf automake libtool pkg-config libevent-dev
 	libcurl4-openssl-dev libyajl-dev libhiredis-dev libssh2-1-dev
 	docker.io redis-server mmdebstrap busybox-static python3 curl
 	ca-certificates iptables clang-format git python3-ipython clang
-	libclang-rt-14-dev)
+	libclang-rt-14-dev haproxy)
 DOCKER_SOCK=/var/run/docker.sock
 dockerd_pid=
 dockerd_log=$top/dockerd.log

@@ -48,11 +48,29 @@ struct docker_op {
 	void *arg;
 };
 
+/* One /events stream. */
+struct docker_events {
+	TAILQ_ENTRY(docker_events) entry;
+	struct docker *d;
+	struct drv_events pub;
+	struct hc_req *req;
+	char *line; /* partial line */
+	size_t len, cap;
+	drv_event_cb ev;
+	drv_events_end_cb end;
+	void *arg;
+	int cancelled; /* from inside ev: stop delivering */
+	int in_chunk;  /* its chunk callback is running */
+};
+
 struct docker {
 	struct drv *drv;
 	char *sock;		     /* dockerd's unix socket path */
 	TAILQ_HEAD(, docker_op) ops; /* calls in flight */
+	TAILQ_HEAD(, docker_events) streams;
 };
+
+static void docker_events_cancel(struct drv_events *);
 
 /* Whether s contains needle, ignoring case. */
 static int
@@ -238,6 +256,22 @@ docker_labels(yajl_val obj)
 	return l;
 }
 
+/* Copies a JSON array of strings into a NULL-terminated vector. */
+static char **
+docker_strv(yajl_val a)
+{
+	char **v;
+	size_t i, n = 0;
+
+	if (a == NULL || !YAJL_IS_ARRAY(a))
+		return xcalloc(1, sizeof *v);
+	v = xcalloc(a->u.array.len + 1, sizeof *v);
+	for (i = 0; i < a->u.array.len; i++)
+		if (YAJL_IS_STRING(a->u.array.values[i]))
+			v[n++] = xstrdup(YAJL_GET_STRING(a->u.array.values[i]));
+	return v;
+}
+
 /* Frees n containers and the array. */
 static void
 docker_ctrs_free(struct drv_ctr *c, size_t n)
@@ -252,6 +286,13 @@ docker_ctrs_free(struct drv_ctr *c, size_t n)
 		for (l = c[i].labels; l != NULL && *l != NULL; l++)
 			free(*l);
 		free(c[i].labels);
+		free(c[i].image);
+		for (l = c[i].env; l != NULL && *l != NULL; l++)
+			free(*l);
+		free(c[i].env);
+		for (l = c[i].binds; l != NULL && *l != NULL; l++)
+			free(*l);
+		free(c[i].binds);
 	}
 	free(c);
 }
@@ -344,6 +385,9 @@ docker_parse_inspect(yajl_val v, struct drv_ctr **out, size_t *n)
 	c->labels = docker_labels(json_get(json_get(v, "Config"), "Labels"));
 	c->host_port = docker_inspect_port(
 	    json_get(json_get(v, "NetworkSettings"), "Ports"));
+	c->image = xstrdup0(json_get_str(json_get(v, "Config"), "Image"));
+	c->env = docker_strv(json_get(json_get(v, "Config"), "Env"));
+	c->binds = docker_strv(json_get(json_get(v, "HostConfig"), "Binds"));
 	*out = c;
 	*n = 1;
 	return NULL;
@@ -565,6 +609,7 @@ docker_open(struct drv *drv, const char *path, char **cause)
 	d->drv = drv;
 	d->sock = xstrdup(path);
 	TAILQ_INIT(&d->ops);
+	TAILQ_INIT(&d->streams);
 	drv->eng = d;
 	return 0;
 }
@@ -581,6 +626,8 @@ docker_close(struct drv *drv)
 		hc_cancel(op->req);
 		free(op);
 	}
+	while (!TAILQ_EMPTY(&d->streams))
+		docker_events_cancel(&TAILQ_FIRST(&d->streams)->pub);
 	free(d->sock);
 	free(d);
 }
@@ -878,6 +925,174 @@ docker_runtimes(struct drv *drv, drv_cb cb, void *arg)
 	    drv, DOCKER_INFO, "GET", DOCKER_API "/info", NULL, 0, 0, cb, arg);
 }
 
+/* ---- /events ---------------------------------------------------------- */
+
+/* Longest event line kept; longer ones are dropped. */
+#define DOCKER_EVENT_MAX (64 * 1024)
+
+/* Frees a stream that is off the list. */
+static void
+docker_events_free(struct docker_events *e)
+{
+	free(e->line);
+	free(e);
+}
+
+/* Stops a stream: no more callbacks. */
+static void
+docker_events_cancel(struct drv_events *pub)
+{
+	struct docker_events *e = pub->eng;
+
+	if (e->cancelled)
+		return;
+	e->cancelled = 1;
+	TAILQ_REMOVE(&e->d->streams, e, entry);
+	hc_cancel(e->req); /* inside its chunk: freed after it returns */
+	e->req = NULL;
+	if (!e->in_chunk)
+		docker_events_free(e);
+}
+
+/* Parses one event line and hands it over. */
+static void
+docker_events_line(struct docker_events *e, const char *s, size_t n)
+{
+	struct drv_event ev;
+	yajl_val v, actor, attrs;
+	char **kv, *cause = NULL;
+	long long t = 0;
+	size_t i;
+
+	if ((v = json_parse(s, n, &cause)) == NULL) {
+		free(cause);
+		return;
+	}
+	actor = json_get(v, "Actor");
+	memset(&ev, 0, sizeof ev);
+	ev.action = json_get_str(v, "Action");
+	ev.id = json_get_str(actor, "ID");
+	json_get_int(v, "timeNano", &t);
+	ev.time_nano = t;
+	attrs = json_get(actor, "Attributes");
+	kv = docker_labels(attrs);
+	ev.attrs = kv;
+	if (ev.action != NULL && ev.id != NULL &&
+	    (json_get_str(v, "Type") == NULL ||
+		strcmp(json_get_str(v, "Type"), "container") == 0))
+		e->ev(&ev, e->arg);
+	for (i = 0; kv[i] != NULL; i++)
+		free(kv[i]);
+	free(kv);
+	yajl_tree_free(v);
+}
+
+/* A piece of the stream: split it into lines (one JSON each). */
+static void
+docker_events_on_chunk(const char *data, size_t n, void *arg)
+{
+	struct docker_events *e = arg;
+	const char *nl;
+	size_t k;
+
+	e->in_chunk = 1;
+	while (n > 0 && !e->cancelled) {
+		nl = memchr(data, '\n', n);
+		k = nl != NULL ? (size_t)(nl - data) : n;
+		if (e->len + k <= DOCKER_EVENT_MAX) {
+			if (e->len + k + 1 > e->cap) {
+				e->cap = e->len + k + 1 < 1024 ? 1024
+							       : e->len + k + 1;
+				e->line = xreallocarray(e->line, 1, e->cap);
+			}
+			memcpy(e->line + e->len, data, k);
+			e->len += k;
+		} else
+			e->len = DOCKER_EVENT_MAX + 1; /* too long: drop */
+		if (nl == NULL)
+			break;
+		if (e->len <= DOCKER_EVENT_MAX && e->len > 0)
+			docker_events_line(e, e->line, e->len);
+		e->len = 0;
+		data += k + 1;
+		n -= k + 1;
+	}
+	e->in_chunk = 0;
+	if (e->cancelled)
+		docker_events_free(e);
+}
+
+/* The stream ended. */
+static void
+docker_events_on_done(const struct hc_resp *r, void *arg)
+{
+	struct docker_events *e = arg;
+	enum drv_err err = DRV_OK;
+	char *msg = NULL;
+
+	TAILQ_REMOVE(&e->d->streams, e, entry);
+	e->req = NULL;
+	if (r->error != NULL || r->status != 200) {
+		msg = docker_msg(e->d, r);
+		err = docker_err(DOCKER_LIST, r, msg);
+		if (err == DRV_OK)
+			err = DRV_EENGINE;
+	}
+	e->cancelled = 1;
+	e->end(err, msg != NULL ? msg : "the event stream ended", e->arg);
+	free(msg);
+	docker_events_free(e);
+}
+
+/* GET /events?filters=...&since=... as a stream. */
+static struct drv_events *
+docker_events(struct drv *drv, const char *const *labels,
+    const char *const *actions, long long since_ns, drv_event_cb ev,
+    drv_events_end_cb end, void *arg)
+{
+	struct docker *d = drv->eng;
+	struct docker_events *e = xcalloc(1, sizeof *e);
+	static const char *const type[] = {"container", NULL};
+	char *filters, *esc, *url, since[48];
+	struct hc_opts o;
+	yajl_gen g;
+
+	e->d = d;
+	e->pub.drv = drv;
+	e->pub.eng = e;
+	e->ev = ev;
+	e->end = end;
+	e->arg = arg;
+	g = json_gen_new();
+	yajl_gen_map_open(g);
+	docker_gen_strv(g, "type", type);
+	if (labels != NULL && labels[0] != NULL)
+		docker_gen_strv(g, "label", labels);
+	if (actions != NULL && actions[0] != NULL)
+		docker_gen_strv(g, "event", actions);
+	yajl_gen_map_close(g);
+	filters = json_gen_done(g, NULL);
+	esc = docker_escape(filters, 0);
+	since[0] = '\0';
+	if (since_ns > 0)
+		snprintf(since, sizeof since, "&since=%lld.%09lld",
+		    since_ns / 1000000000LL, since_ns % 1000000000LL);
+	xasprintf(&url, "http://docker" DOCKER_API "/events?filters=%s%s", esc,
+	    since);
+	memset(&o, 0, sizeof o);
+	o.method = "GET";
+	o.url = url;
+	o.unix_path = d->sock;
+	o.connect_timeout_ms = drv->timeout_ms;
+	TAILQ_INSERT_TAIL(&d->streams, e, entry);
+	e->req = hc_stream(
+	    drv->hc, &o, docker_events_on_chunk, docker_events_on_done, e);
+	free(url);
+	free(esc);
+	free(filters);
+	return &e->pub;
+}
+
 /* clang-format off */
 const struct drv_ops docker_ops = {
 	.name =		"docker",
@@ -892,5 +1107,7 @@ const struct drv_ops docker_ops = {
 	.list =		docker_list,
 	.image_exists =	docker_image_exists,
 	.runtimes =	docker_runtimes,
+	.events =	docker_events,
+	.events_cancel = docker_events_cancel,
 };
 /* clang-format on */

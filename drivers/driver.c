@@ -208,6 +208,36 @@ drv_runtimes(struct drv *drv, drv_cb cb, void *arg)
 	drv->ops->runtimes(drv, cb, arg);
 }
 
+/* Streams container events. */
+struct drv_events *
+drv_events(struct drv *drv, const char *const *label_filters,
+    const char *const *actions, long long since_ns, drv_event_cb ev,
+    drv_events_end_cb end, void *arg)
+{
+	return drv->ops->events(
+	    drv, label_filters, actions, since_ns, ev, end, arg);
+}
+
+/* Stops an event stream (no more callbacks). */
+void
+drv_events_cancel(struct drv_events *e)
+{
+	if (e != NULL)
+		e->drv->ops->events_cancel(e);
+}
+
+/* Looks an attribute up in an event's key, value list. */
+const char *
+drv_event_attr(const struct drv_event *e, const char *key)
+{
+	char *const *a;
+
+	for (a = e->attrs; a != NULL && a[0] != NULL && a[1] != NULL; a += 2)
+		if (strcmp(a[0], key) == 0)
+			return a[1];
+	return NULL;
+}
+
 /* Looks a label up in a container's key, value list. */
 const char *
 drv_ctr_label(const struct drv_ctr *ctr, const char *key)

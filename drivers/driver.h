@@ -61,6 +61,18 @@ struct drv_ctr {
 	char *state;		/* "created", "running", "exited", ... */
 	char **labels;		/* NULL-terminated key, value, ... */
 	int host_port;		/* first published host port, 0 if none */
+	/* Inspect only (NULL from a list): */
+	char *image;		/* Config.Image */
+	char **env;		/* Config.Env, NULL-terminated "K=V" */
+	char **binds;		/* HostConfig.Binds, "host:ctr[:mode]" */
+};
+
+/* One engine event about a container. Everything is borrowed. */
+struct drv_event {
+	const char *action;	/* "die", "destroy", "oom", "start", ... */
+	const char *id;		/* container id */
+	char *const *attrs;	/* key, value, ..., NULL: labels, name, exitCode */
+	long long time_nano;	/* when, unix nanoseconds */
 };
 
 /* What an operation gives its callback. Everything is borrowed. */
@@ -75,6 +87,10 @@ struct drv_reply {
 };
 
 typedef void (*drv_cb)(const struct drv_reply *, void *arg);
+typedef void (*drv_event_cb)(const struct drv_event *, void *arg);
+/* A stream of events ended (engine restart, EOF, error). */
+typedef void (*drv_events_end_cb)(enum drv_err, const char *msg, void *arg);
+struct drv_events;
 
 /* How to reach the engine. */
 struct drv_params {
@@ -111,8 +127,23 @@ void drv_image_exists(struct drv *, const char *image, drv_cb, void *);
 /* The OCI runtimes the engine can run containers with (names, nnames). */
 void drv_runtimes(struct drv *, drv_cb, void *);
 
+/*
+ * Streams the engine's container events for containers carrying every
+ * "key=value" label filter, with one of actions (NULL-terminated; NULL =
+ * all), from since_ns (unix nanoseconds; 0 = from now). ev is called for
+ * each, end once when the stream ends, both from the loop, never after
+ * drv_events_cancel (which may be called from inside ev). Reconnecting is
+ * the caller's business (pass the last time_nano + 1 as since_ns).
+ */
+struct drv_events *drv_events(struct drv *, const char *const *label_filters,
+    const char *const *actions, long long since_ns, drv_event_cb ev,
+    drv_events_end_cb end, void *arg);
+void drv_events_cancel(struct drv_events *);
+
 /* The label value for key, or NULL. */
 const char *drv_ctr_label(const struct drv_ctr *, const char *key);
+/* The value of an event attribute, or NULL. */
+const char *drv_event_attr(const struct drv_event *, const char *key);
 /* Short English text for an error code. */
 const char *drv_strerror(enum drv_err);
 

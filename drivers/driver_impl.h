@@ -36,6 +36,10 @@ struct drv_ops {
 	void (*list)(struct drv *, const char *const *, drv_cb, void *);
 	void (*image_exists)(struct drv *, const char *, drv_cb, void *);
 	void (*runtimes)(struct drv *, drv_cb, void *);
+	struct drv_events *(*events)(struct drv *, const char *const *,
+	    const char *const *, long long, drv_event_cb, drv_events_end_cb,
+	    void *);
+	void (*events_cancel)(struct drv_events *);
 };
 
 struct drv {
@@ -45,6 +49,12 @@ struct drv {
 	struct hc *hc;		       /* shared, not owned */
 	long timeout_ms;	       /* per call deadline */
 	TAILQ_HEAD(, drv_later) later; /* deferred failures */
+};
+
+/* An event stream; the engine keeps its own state in eng. */
+struct drv_events {
+	struct drv *drv;
+	void *eng;
 };
 
 extern const struct drv_ops docker_ops;

@@ -35,6 +35,11 @@ struct pool_params {
 	int warmup_timeout;		/* seconds */
 	int keep_workspace;
 	int watcher_interval;		/* seconds; 0 = no refill */
+	int lease_ttl;			/* seconds: reaper and reconcile pace */
+	int heartbeat_timeout;		/* seconds idle before a reap */
+	int lock_ttl;			/* HEARTBEAT_LOCK_TTL, seconds */
+	int release_ttl;		/* RELEASED_KEY_TTL; 0 = keep */
+	int shared;			/* the store is shared (Redis) */
 };
 
 enum pool_err {
@@ -68,8 +73,9 @@ struct pool *pool_new(struct event_base *, struct hc *, struct drv *,
 void pool_free(struct pool *);
 
 /*
- * Removes this instance's leftover containers (and their workspaces and
- * run dirs), then starts pre-warming. cb once the leftovers are gone.
+ * With a private store, removes this instance's leftover containers (and
+ * their workspaces and run dirs); then starts pre-warming, the reaper of
+ * dead workers' half-made sandboxes and the reconciler. cb once started.
  */
 void pool_start(struct pool *, pool_done_cb, void *);
 /*
@@ -94,7 +100,11 @@ void pool_create(struct pool *, const char *type, const char *meta,
 void pool_release(struct pool *, const char *identity, pool_cb, void *);
 /* The record, following redirects; POOL_ENOTFOUND if unknown. */
 void pool_get_info(struct pool *, const char *identity, pool_cb, void *);
-/* As get_info, and refreshes the session's heartbeat. */
+/*
+ * As get_info, and refreshes the heartbeat of the session's running
+ * sandboxes; a session that was reaped is restored first (a new sandbox
+ * of the same type on the same workspace; the old identity redirects).
+ */
 void pool_touch(struct pool *, const char *identity, pool_cb, void *);
 void pool_session_mapping(struct pool *, const char *session, pool_cb,
     void *);

@@ -17,12 +17,12 @@
 #include "xmalloc.h"
 
 static const char *const sbx_state_names[] = {
-	[SBX_WARM] = "warm",
-	[SBX_RUNNING] = "running",
-	[SBX_RECYCLED] = "recycled",
-	[SBX_REPLACED] = "replaced",
-	[SBX_RELEASED] = "released",
-	[SBX_ERROR] = "error",
+    [SBX_WARM] = "warm",
+    [SBX_RUNNING] = "running",
+    [SBX_RECYCLED] = "recycled",
+    [SBX_REPLACED] = "replaced",
+    [SBX_RELEASED] = "released",
+    [SBX_ERROR] = "error",
 };
 
 /* Makes an empty record (meta "{}", state warm). */
@@ -167,6 +167,8 @@ sbx_gen(yajl_gen g, const struct sbx *s, int internal)
 		sbx_gen_kv(g, "sock_path", s->sock_path);
 		sbx_gen_kv(g, "run_dir", s->run_dir);
 		sbx_gen_kv(g, "instance", s->instance);
+		json_gen_str(g, "stopped");
+		json_gen_bool(g, s->stopped);
 		yajl_gen_map_close(g);
 	}
 	yajl_gen_map_close(g);
@@ -244,8 +246,9 @@ sbx_from_json(const char *buf, size_t len, char **cause)
 	if (json_get_int(o, "timeout", &n) == 0)
 		s->timeout = (int)n;
 	sbx_take_str(o, "sandbox_type", &s->sandbox_type);
-	st = json_get_str(o, "state") != NULL ?
-	    sbx_state_parse(json_get_str(o, "state")) : SBX_RUNNING;
+	st = json_get_str(o, "state") != NULL
+	    ? sbx_state_parse(json_get_str(o, "state"))
+	    : SBX_RUNNING;
 	s->state = st < 0 ? SBX_ERROR : (enum sbx_state)st;
 	sbx_take_str(o, "session_ctx_id", &s->session_ctx_id);
 	s->last_active_at = sbx_take_time(o, "last_active_at");
@@ -258,6 +261,8 @@ sbx_from_json(const char *buf, size_t len, char **cause)
 		sbx_take_str(in, "sock_path", &s->sock_path);
 		sbx_take_str(in, "run_dir", &s->run_dir);
 		sbx_take_str(in, "instance", &s->instance);
+		if (json_get_bool(in, "stopped", &st) == 0)
+			s->stopped = st;
 	}
 	v = json_get(o, "meta");
 	if (v != NULL && YAJL_IS_OBJECT(v)) {
@@ -293,8 +298,8 @@ sbx_set_meta(struct sbx *s, const char *meta_json)
 
 	free(s->meta);
 	s->meta = NULL;
-	v = meta_json != NULL ? json_parse(meta_json, strlen(meta_json),
-	    &cause) : NULL;
+	v = meta_json != NULL ? json_parse(meta_json, strlen(meta_json), &cause)
+			      : NULL;
 	if (v == NULL || !YAJL_IS_OBJECT(v)) {
 		if (meta_json != NULL && v == NULL)
 			free(cause);
@@ -391,6 +396,36 @@ sbx_random_token(char out[SBX_TOKEN_LEN + 1])
 		out[2 * i + 1] = hex[b[i] & 15];
 	}
 	out[SBX_TOKEN_LEN] = '\0';
+}
+
+/* Leaves the claimed marker in the run dir. */
+void
+sbx_mark_claimed(const struct sbx *s)
+{
+	char *path;
+	int fd;
+
+	if (s->run_dir == NULL)
+		return;
+	xasprintf(&path, "%s/claimed", s->run_dir);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) != -1)
+		close(fd);
+	free(path);
+}
+
+/* Whether the claimed marker is in the run dir. */
+int
+sbx_was_claimed(const char *run_dir)
+{
+	char *path;
+	int r;
+
+	if (run_dir == NULL)
+		return 1;
+	xasprintf(&path, "%s/claimed", run_dir);
+	r = access(path, F_OK) == 0;
+	free(path);
+	return r;
 }
 
 /* Unix time in seconds with microseconds. */

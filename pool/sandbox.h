@@ -47,6 +47,7 @@ struct sbx {
 	char *sock_path;	/* runtime's unix socket on this host, or NULL */
 	char *run_dir;		/* per-sandbox host directory, or NULL */
 	char *instance;		/* owner instance id */
+	int stopped;		/* stopped through the API: a die is planned */
 };
 
 struct sbx *sbx_new(void);
@@ -73,6 +74,15 @@ void sbx_set_meta(struct sbx *, const char *meta_json);
 
 /* Drops session_ctx_id from the record and from its meta. */
 void sbx_clear_session(struct sbx *);
+
+/*
+ * Leaves a "claimed" marker file in the sandbox's run dir (if it has one):
+ * the durable record, outside the store, that it was handed out once, so
+ * that a sandbox rebuilt after a store loss never goes back to a pool.
+ */
+void sbx_mark_claimed(const struct sbx *);
+/* 1 if the sandbox of run_dir was ever claimed (marker present). */
+int sbx_was_claimed(const char *run_dir);
 
 /* Fills out with SBX_ID_LEN random [0-9a-z] characters and a NUL. */
 void sbx_random_id(char out[SBX_ID_LEN + 1]);

@@ -7,8 +7,7 @@
 
 /* Runs one operation on the store's backend. */
 void
-store_run(struct store *st, const struct store_req *req, store_cb cb,
-    void *arg)
+store_run(struct store *st, const struct store_req *req, store_cb cb, void *arg)
 {
 	st->ops->run(st, req, cb, arg);
 }
@@ -19,6 +18,13 @@ store_free(struct store *st)
 {
 	if (st != NULL)
 		st->ops->free(st);
+}
+
+/* 1 if the backend can take operations now. */
+int
+store_ready(const struct store *st)
+{
+	return st->ops->ready == NULL || st->ops->ready(st);
 }
 
 /* Short text for an error code. */
@@ -34,6 +40,12 @@ store_strerror(enum store_err e)
 		return "no free port left in PORT_RANGE";
 	case STORE_EUNAVAIL:
 		return "state store unavailable";
+	case STORE_ELIMIT:
+		return "MAX_SANDBOX_INSTANCES reached";
+	case STORE_EFENCED:
+		return "the create was taken over (its lease expired)";
+	case STORE_ECONFLICT:
+		return "the record changed meanwhile";
 	}
 	return "unknown store error";
 }

@@ -1,7 +1,8 @@
 /*
  * store_mem: the embedded state store. Records and session mappings in
  * binary trees (tsearch), idle lists per pooled type, port leases in a
- * bitmap. Every operation completes at once; its reply is queued and
+ * bitmap, creates in flight in a list (one owner: this process, so nothing
+ * is ever reaped). Every operation completes at once; its reply is queued and
  * delivered from the event loop, so callers see the same contract as with
  * a remote store.
  */
@@ -27,7 +28,16 @@ struct store_mem_pool {
 	char *type;
 	struct store_mem_names idle;
 	size_t len;
+	size_t warming; /* fill slots reserved */
 	TAILQ_ENTRY(store_mem_pool) entry;
+};
+
+/* A create in flight. */
+struct store_mem_pend {
+	char *name;
+	char *type;
+	enum store_kind kind;
+	TAILQ_ENTRY(store_mem_pend) entry;
 };
 
 struct store_mem_session {
@@ -46,15 +56,18 @@ struct store_mem_pending {
 	char **names;
 	size_t nnames;
 	long value;
+	const char *owner; /* static */
 	TAILQ_ENTRY(store_mem_pending) entry;
 };
 TAILQ_HEAD(store_mem_queue, store_mem_pending);
 
 struct store_mem {
-	void *records;		/* tsearch tree of struct sbx *, by name */
-	void *sessions;		/* tsearch tree of struct store_mem_session * */
+	void *records;	/* tsearch tree of struct sbx *, by name */
+	void *sessions; /* tsearch tree of struct store_mem_session * */
 	TAILQ_HEAD(, store_mem_pool) pools;
 	struct port_map *ports;
+	TAILQ_HEAD(, store_mem_pend) pending;
+	size_t npending;
 	struct store_mem_queue queue;
 	struct event *flush;
 };
@@ -79,7 +92,7 @@ store_mem_sess_cmp(const void *a, const void *b)
 static struct sbx *
 store_mem_find(struct store_mem *m, const char *name)
 {
-	struct sbx key = { .container_name = (char *)name };
+	struct sbx key = {.container_name = (char *)name};
 	void *n;
 
 	if (name == NULL)
@@ -92,7 +105,7 @@ store_mem_find(struct store_mem *m, const char *name)
 static struct store_mem_session *
 store_mem_session(struct store_mem *m, const char *key, int create)
 {
-	struct store_mem_session k = { .key = (char *)key }, *s;
+	struct store_mem_session k = {.key = (char *)key}, *s;
 	void *n;
 
 	if (key == NULL)
@@ -167,7 +180,7 @@ store_mem_pool(struct store_mem *m, const char *type, int create)
 
 	if (type == NULL)
 		return NULL;
-	TAILQ_FOREACH(p, &m->pools, entry)
+	TAILQ_FOREACH (p, &m->pools, entry)
 		if (strcmp(p->type, type) == 0)
 			return p;
 	if (!create)
@@ -201,7 +214,7 @@ store_mem_pool_remove(struct store_mem_pool *p, const char *name)
 {
 	struct store_mem_name *n;
 
-	TAILQ_FOREACH(n, &p->idle, entry) {
+	TAILQ_FOREACH (n, &p->idle, entry) {
 		if (strcmp(n->name, name) == 0) {
 			TAILQ_REMOVE(&p->idle, n, entry);
 			p->len--;
@@ -210,6 +223,34 @@ store_mem_pool_remove(struct store_mem_pool *p, const char *name)
 			return;
 		}
 	}
+}
+
+/* Finds a pending entry by name. */
+static struct store_mem_pend *
+store_mem_pend_find(struct store_mem *m, const char *name)
+{
+	struct store_mem_pend *e;
+
+	TAILQ_FOREACH (e, &m->pending, entry)
+		if (name != NULL && strcmp(e->name, name) == 0)
+			return e;
+	return NULL;
+}
+
+/* Drops a pending entry and its fill slot. */
+static void
+store_mem_pend_drop(struct store_mem *m, struct store_mem_pend *e)
+{
+	struct store_mem_pool *pool;
+
+	if (e->kind == STORE_KIND_FILL &&
+	    (pool = store_mem_pool(m, e->type, 0)) != NULL && pool->warming > 0)
+		pool->warming--;
+	TAILQ_REMOVE(&m->pending, e, entry);
+	m->npending--;
+	free(e->name);
+	free(e->type);
+	free(e);
 }
 
 /* Collects names while walking the record tree. */
@@ -268,6 +309,7 @@ store_mem_on_flush(evutil_socket_t fd, short what, void *arg)
 		r.names = p->names;
 		r.nnames = p->nnames;
 		r.value = p->value;
+		r.owner = p->owner;
 		if (p->cb != NULL)
 			p->cb(&r, p->arg);
 		sbx_free(p->rec);
@@ -278,17 +320,169 @@ store_mem_on_flush(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Counts records that are warm or running. */
+static long
+store_mem_active(struct store_mem *m)
+{
+	struct store_mem_walk w = {0};
+	size_t i;
+
+	twalk_r(m->records, store_mem_walk_rec, &w);
+	for (i = 0; i < w.n; i++)
+		free(w.names[i]);
+	free(w.names);
+	return w.active;
+}
+
+/* STORE_BEGIN: reserves a fill slot or room under the instance cap. */
+static void
+store_mem_begin(
+    struct store_mem *m, const struct store_req *q, struct store_mem_pending *p)
+{
+	struct store_mem_pool *pool = NULL;
+	struct store_mem_pend *e, *x;
+	long creating = 0;
+
+	if (q->kind == STORE_KIND_FILL) {
+		pool = store_mem_pool(m, q->type, 1);
+		if ((long)(pool->len + pool->warming) >= q->target) {
+			p->err = STORE_ENOENT;
+			p->cause = "the pool is full";
+			return;
+		}
+	}
+	if (q->max > 0) {
+		TAILQ_FOREACH (x, &m->pending, entry)
+			if (x->kind != STORE_KIND_CLAIM)
+				creating++;
+		if (store_mem_active(m) + creating >= q->max) {
+			p->err = STORE_ELIMIT;
+			return;
+		}
+	}
+	e = xcalloc(1, sizeof *e);
+	e->name = xstrdup(q->name);
+	e->type = xstrdup0(q->type);
+	e->kind = q->kind;
+	TAILQ_INSERT_TAIL(&m->pending, e, entry);
+	m->npending++;
+	if (pool != NULL)
+		pool->warming++;
+	p->owner = "memory";
+}
+
+/* STORE_COMMIT: the pending create becomes a record (pool, session). */
+static void
+store_mem_commit(
+    struct store_mem *m, const struct store_req *q, struct store_mem_pending *p)
+{
+	struct store_mem_pend *e;
+	struct store_mem_pool *pool;
+	struct store_mem_name *nn;
+	struct sbx *s, *old;
+	int fill;
+
+	if ((e = store_mem_pend_find(m, q->rec->container_name)) == NULL) {
+		p->err = STORE_EFENCED;
+		return;
+	}
+	fill = e->kind == STORE_KIND_FILL;
+	store_mem_pend_drop(m, e);
+	s = sbx_dup(q->rec);
+	if ((old = store_mem_find(m, s->container_name)) != NULL) {
+		tdelete(old, &m->records, store_mem_rec_cmp);
+		sbx_free(old);
+	}
+	tsearch(s, &m->records, store_mem_rec_cmp);
+	if (fill) {
+		pool = store_mem_pool(m, s->sandbox_type, 1);
+		nn = xcalloc(1, sizeof *nn);
+		nn->name = xstrdup(s->container_name);
+		TAILQ_INSERT_TAIL(&pool->idle, nn, entry);
+		pool->len++;
+	}
+	if (s->session_ctx_id != NULL)
+		store_mem_session_add(m, s->session_ctx_id, s->container_name);
+}
+
+/* STORE_IDLE_SESSIONS: sessions whose heartbeat is before q->before. */
+static void
+store_mem_idle(
+    struct store_mem *m, const struct store_req *q, struct store_mem_pending *p)
+{
+	struct store_mem_walk w = {0};
+	struct store_mem_session *sess;
+	struct sbx *s;
+	double hb;
+	size_t i, j;
+	int run;
+
+	twalk_r(m->sessions, store_mem_walk_sess, &w);
+	p->names = xcalloc(w.n + 1, sizeof *p->names);
+	for (i = 0; i < w.n; i++) {
+		sess = store_mem_session(m, w.names[i], 0);
+		hb = 0;
+		run = 0;
+		for (j = 0; sess != NULL && j < sess->n; j++) {
+			s = store_mem_find(m, sess->names[j]);
+			if (s == NULL || s->state != SBX_RUNNING)
+				continue;
+			run = 1;
+			if (s->last_active_at > hb)
+				hb = s->last_active_at;
+		}
+		if (run && hb > 0 && hb < q->before)
+			p->names[p->nnames++] = w.names[i];
+		else
+			free(w.names[i]);
+	}
+	free(w.names);
+}
+
+/* STORE_GC: deletes released/replaced records older than q->before. */
+static void
+store_mem_gc(
+    struct store_mem *m, const struct store_req *q, struct store_mem_pending *p)
+{
+	struct store_mem_walk w = {0};
+	int max = q->max > 0 ? q->max : 200;
+	struct sbx *s;
+	double t;
+	size_t i;
+
+	twalk_r(m->records, store_mem_walk_rec, &w);
+	p->names = xcalloc(w.n + 1, sizeof *p->names);
+	for (i = 0; i < w.n; i++) {
+		s = store_mem_find(m, w.names[i]);
+		t = 0;
+		if (s != NULL && s->state == SBX_RELEASED)
+			t = s->released_at;
+		else if (s != NULL &&
+		    (s->state == SBX_REPLACED || s->state == SBX_ERROR))
+			t = s->updated_at;
+		if ((int)p->nnames < max && t > 0 && t < q->before &&
+		    store_mem_pend_find(m, w.names[i]) == NULL) {
+			tdelete(s, &m->records, store_mem_rec_cmp);
+			sbx_free(s);
+			p->names[p->nnames++] = w.names[i];
+		} else
+			free(w.names[i]);
+	}
+	free(w.names);
+}
+
 /* Runs one operation now and queues its reply. */
 static void
-store_mem_run(struct store *st, const struct store_req *q, store_cb cb,
-    void *arg)
+store_mem_run(
+    struct store *st, const struct store_req *q, store_cb cb, void *arg)
 {
 	struct store_mem *m = st->priv;
 	struct store_mem_pending *p = xcalloc(1, sizeof *p);
-	struct store_mem_walk w = { 0 };
+	struct store_mem_walk w = {0};
 	struct store_mem_session *sess;
 	struct store_mem_pool *pool;
 	struct store_mem_name *nn;
+	struct store_mem_pend *e;
 	struct sbx *s, *old;
 	char *name;
 	size_t i;
@@ -297,8 +491,14 @@ store_mem_run(struct store *st, const struct store_req *q, store_cb cb,
 	p->arg = arg;
 	switch (q->op) {
 	case STORE_PUT:
+		old = store_mem_find(m, q->rec->container_name);
+		if (q->if_state &&
+		    (old == NULL || (int)old->state != q->expect)) {
+			p->err = old == NULL ? STORE_ENOENT : STORE_ECONFLICT;
+			break;
+		}
 		s = sbx_dup(q->rec);
-		if ((old = store_mem_find(m, s->container_name)) != NULL) {
+		if (old != NULL) {
 			tdelete(old, &m->records, store_mem_rec_cmp);
 			sbx_free(old);
 		}
@@ -325,7 +525,7 @@ store_mem_run(struct store *st, const struct store_req *q, store_cb cb,
 			p->names = w.names;
 			p->nnames = w.n;
 		} else {
-			p->value = w.active;
+			p->value = w.active + (long)m->npending;
 			for (i = 0; i < w.n; i++)
 				free(w.names[i]);
 			free(w.names);
@@ -354,8 +554,8 @@ store_mem_run(struct store *st, const struct store_req *q, store_cb cb,
 			if (s->session_ctx_id != NULL) {
 				s->state = SBX_RUNNING;
 				s->last_active_at = q->now;
-				store_mem_session_add(m, s->session_ctx_id,
-				    s->container_name);
+				store_mem_session_add(
+				    m, s->session_ctx_id, s->container_name);
 			}
 			s->updated_at = q->now;
 			p->err = STORE_OK;
@@ -365,7 +565,7 @@ store_mem_run(struct store *st, const struct store_req *q, store_cb cb,
 		break;
 	case STORE_POOL_COUNT:
 		pool = store_mem_pool(m, q->type, 0);
-		p->value = pool != NULL ? (long)pool->len : 0;
+		p->value = pool != NULL ? (long)(pool->len + pool->warming) : 0;
 		break;
 	case STORE_POOL_REMOVE:
 		if ((pool = store_mem_pool(m, q->type, 0)) != NULL)
@@ -402,6 +602,43 @@ store_mem_run(struct store *st, const struct store_req *q, store_cb cb,
 	case STORE_PORT_TAKE:
 		port_map_take(m->ports, q->port);
 		break;
+	case STORE_BEGIN:
+		store_mem_begin(m, q, p);
+		break;
+	case STORE_COMMIT:
+		store_mem_commit(m, q, p);
+		break;
+	case STORE_ABORT:
+		if ((e = store_mem_pend_find(m, q->name)) != NULL)
+			store_mem_pend_drop(m, e);
+		break;
+	case STORE_ORPHANS:
+		p->names = xcalloc(q->nnames + 1, sizeof *p->names);
+		for (i = 0; i < q->nnames; i++) {
+			s = store_mem_find(m, q->names[i]);
+			if (store_mem_pend_find(m, q->names[i]) != NULL ||
+			    (s != NULL &&
+				(s->state == SBX_WARM ||
+				    s->state == SBX_RUNNING)))
+				continue;
+			if (s != NULL && s->state == SBX_RECYCLED)
+				xasprintf(
+				    &p->names[p->nnames++], "~%s", q->names[i]);
+			else
+				p->names[p->nnames++] = xstrdup(q->names[i]);
+		}
+		break;
+	case STORE_IDLE_SESSIONS:
+		store_mem_idle(m, q, p);
+		break;
+	case STORE_GC:
+		store_mem_gc(m, q, p);
+		break;
+	case STORE_REAP:      /* one owner, alive while this runs */
+	case STORE_INSTANCES: /* only this one */
+	case STORE_LOCK:      /* one process: always granted */
+	case STORE_UNLOCK:
+		break;
 	}
 	if (p->err != STORE_OK && p->cause == NULL)
 		p->cause = store_strerror(p->err);
@@ -434,6 +671,8 @@ store_mem_free(struct store *st)
 		free(p->names);
 		free(p);
 	}
+	while (!TAILQ_EMPTY(&m->pending))
+		store_mem_pend_drop(m, TAILQ_FIRST(&m->pending));
 	while ((pool = TAILQ_FIRST(&m->pools)) != NULL) {
 		char *name;
 
@@ -451,9 +690,9 @@ store_mem_free(struct store *st)
 }
 
 static const struct store_ops store_mem_ops = {
-	.name = "memory",
-	.run = store_mem_run,
-	.free = store_mem_free,
+    .name = "memory",
+    .run = store_mem_run,
+    .free = store_mem_free,
 };
 
 /* Makes the memory store. */
@@ -465,6 +704,7 @@ store_mem_new(struct event_base *base, int port_lo, int port_hi)
 
 	TAILQ_INIT(&m->pools);
 	TAILQ_INIT(&m->queue);
+	TAILQ_INIT(&m->pending);
 	m->ports = port_map_new(port_lo, port_hi);
 	m->flush = event_new(base, -1, 0, store_mem_on_flush, m);
 	st->ops = &store_mem_ops;

@@ -235,6 +235,10 @@ static const struct cfg_key cfg_keys[] = {
 	    "serve /cleanup (releases this instance's sandboxes)"),
 	LIST("SANDPOOL_MOUNT_DIR_ROOTS", "", F(mount_dir_roots),
 	    "dirs under which ALLOW_MOUNT_DIR accepts a create's mount_dir"),
+	I("SANDPOOL_LEASE_TTL", "10", 1, 3600, F(lease_ttl),
+	    "seconds a worker's Redis lease lives unless renewed"),
+	I("SANDPOOL_REDIS_TIMEOUT", "2000", 10, 600000, F(redis_timeout_ms),
+	    "milliseconds allowed for each Redis command"),
 
 	/* Other backends: parsed and checked, not used. */
 	E("FILE_SYSTEM", "local", cfg_file_systems, NOF,

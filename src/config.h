@@ -70,6 +70,8 @@ struct cfg {
 	int allow_no_auth;		/* SANDPOOL_ALLOW_NO_AUTH */
 	int allow_cleanup;		/* SANDPOOL_ALLOW_CLEANUP_ROUTE */
 	char **mount_dir_roots;		/* SANDPOOL_MOUNT_DIR_ROOTS, resolved */
+	int lease_ttl;			/* SANDPOOL_LEASE_TTL, seconds */
+	int redis_timeout_ms;		/* SANDPOOL_REDIS_TIMEOUT, ms */
 
 	/* Sandbox types, built-in plus --extension files. */
 	struct sbtypes *types;

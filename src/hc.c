@@ -33,6 +33,8 @@
 
 /* Default response cap when hc_opts.max_response is 0. */
 #define HC_MAX_RESPONSE (64UL * 1024 * 1024)
+/* Largest piece a stream buffers between two deliveries. */
+#define HC_STREAM_MAX (1024UL * 1024)
 /* Idle connections the multi handle keeps for reuse (sandboxes + engine). */
 #define HC_MAX_IDLE_CONNS 256L
 /* Largest header block of a streamed response. */
@@ -76,6 +78,10 @@ struct hc_req {
 	int head_done;	      /* the final head was delivered */
 	int paused;	      /* HC_PAUSED_* */
 	struct event *resume; /* zero-delay event of hc_resume */
+	/* hc_stream: buffered pieces delivered from the loop. */
+	hc_chunk_cb chunk; /* pieces go here */
+	int cancelled;	   /* hc_cancel from inside chunk */
+	int orphaned;	   /* hc_free from inside chunk: off every list */
 };
 
 /* A socket libcurl asked us to watch. */
@@ -156,7 +162,7 @@ hc_req_done(struct hc_req *r, CURLcode rc)
 	long status = 0;
 
 	memset(&resp, 0, sizeof resp);
-	resp.body = r->buf != NULL ? r->buf : "";
+	resp.body = r->buf != NULL && r->chunk == NULL ? r->buf : "";
 	if (r->overflow || rc == CURLE_FILESIZE_EXCEEDED) {
 		xasprintf(&text, "response larger than %zu bytes", r->max);
 		resp.error = text;
@@ -170,7 +176,7 @@ hc_req_done(struct hc_req *r, CURLcode rc)
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 		curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ctype);
 		resp.status = status;
-		resp.len = r->len;
+		resp.len = r->chunk == NULL ? r->len : 0;
 		resp.ctype = ctype;
 	}
 	if (r->on_data != NULL) {
@@ -180,6 +186,39 @@ hc_req_done(struct hc_req *r, CURLcode rc)
 	}
 	hc_req_finish(r, &resp);
 	free(text);
+}
+
+/*
+ * Delivers what streams received during a socket action. A callback may
+ * cancel any request, so the scan starts over after each delivery.
+ */
+static void
+hc_flush_streams(struct hc *hc)
+{
+	struct hc_req *r;
+	size_t n;
+
+	for (;;) {
+		TAILQ_FOREACH (r, &hc->reqs, entry)
+			if (r->chunk != NULL && r->len > 0 &&
+			    r->state == HC_RUNNING)
+				break;
+		if (r == NULL || hc->dying)
+			return;
+		n = r->len;
+		r->len = 0;
+		r->state = HC_CALLING;
+		r->chunk(r->buf, n, r->arg);
+		if (r->orphaned) {
+			hc_req_free(r);
+			return;
+		}
+		r->state = HC_RUNNING;
+		if (r->cancelled) {
+			hc_req_unlink(r);
+			hc_req_free(r);
+		}
+	}
 }
 
 /* Reaps every finished transfer (CURLMSG_DONE) after a socket action. */
@@ -215,6 +254,7 @@ hc_on_sock(evutil_socket_t fd, short what, void *arg)
 		action |= CURL_CSELECT_OUT;
 	hc->busy++;
 	curl_multi_socket_action(hc->multi, fd, action, &running);
+	hc_flush_streams(hc);
 	hc_check_done(hc);
 	hc_leave(hc);
 }
@@ -228,6 +268,7 @@ hc_on_timer(evutil_socket_t fd, short what, void *arg)
 
 	hc->busy++;
 	curl_multi_socket_action(hc->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	hc_flush_streams(hc);
 	hc_check_done(hc);
 	hc_leave(hc);
 }
@@ -555,8 +596,17 @@ hc_free(struct hc *hc)
 
 	if (hc == NULL || hc->dying)
 		return;
-	while ((r = TAILQ_FIRST(&hc->reqs)) != NULL)
-		hc_cancel(r);
+	while ((r = TAILQ_FIRST(&hc->reqs)) != NULL) {
+		if (r->state != HC_CALLING) {
+			hc_cancel(r);
+			continue;
+		}
+		/* A stream inside its chunk callback: freed after it. */
+		TAILQ_REMOVE(&hc->reqs, r, entry);
+		hc->npending--;
+		curl_multi_remove_handle(hc->multi, r->easy);
+		r->orphaned = 1;
+	}
 	if (hc->busy > 0) {
 		hc->dying = 1;
 		return;
@@ -629,9 +679,9 @@ hc_setup(struct hc_req *r, const struct hc_opts *o)
 	HC_SET(CURLOPT_WRITEFUNCTION, hc_write_cb);
 	HC_SET(CURLOPT_WRITEDATA, r);
 	HC_SET(CURLOPT_HTTPHEADER, r->hdrs);
-	if (o->on_data == NULL)
+	if (r->on_data == NULL && r->chunk == NULL)
 		HC_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max);
-	if (o->on_head != NULL) {
+	if (r->on_head != NULL) {
 		HC_SET(CURLOPT_HEADERFUNCTION, hc_header_cb);
 		HC_SET(CURLOPT_HEADERDATA, r);
 	}
@@ -652,9 +702,10 @@ hc_setup(struct hc_req *r, const struct hc_opts *o)
 	return rc;
 }
 
-/* Starts a request; failures are reported through cb from the loop. */
-struct hc_req *
-hc_request(struct hc *hc, const struct hc_opts *o, hc_done_cb cb, void *arg)
+/* Starts a request (streaming with chunk); failures come through cb. */
+static struct hc_req *
+hc_start(struct hc *hc, const struct hc_opts *o, hc_chunk_cb chunk,
+    hc_done_cb cb, void *arg)
 {
 	struct hc_req *r;
 	CURLMcode mc;
@@ -665,7 +716,10 @@ hc_request(struct hc *hc, const struct hc_opts *o, hc_done_cb cb, void *arg)
 	r->hc = hc;
 	r->cb = cb;
 	r->arg = arg;
-	r->max = o->max_response > 0 ? o->max_response : HC_MAX_RESPONSE;
+	r->chunk = chunk;
+	r->max = chunk != NULL	  ? HC_STREAM_MAX
+	    : o->max_response > 0 ? o->max_response
+				  : HC_MAX_RESPONSE;
 	r->on_head = o->on_head;
 	r->on_data = o->on_data;
 	r->read_body = o->read_body;
@@ -678,6 +732,8 @@ hc_request(struct hc *hc, const struct hc_opts *o, hc_done_cb cb, void *arg)
 		r->fail = xstrdup("no URL");
 	else if (o->on_data != NULL && o->on_head == NULL)
 		r->fail = xstrdup("on_data without on_head");
+	else if (chunk != NULL && (o->on_head != NULL || o->on_data != NULL))
+		r->fail = xstrdup("hc_stream with on_head or on_data");
 	else if ((r->easy = curl_easy_init()) == NULL)
 		r->fail = xstrdup("cannot make a libcurl handle");
 	else if ((rc = hc_setup(r, o)) != CURLE_OK)
@@ -696,9 +752,25 @@ hc_request(struct hc *hc, const struct hc_opts *o, hc_done_cb cb, void *arg)
 	return r;
 }
 
+/* Starts a request; failures are reported through cb from the loop. */
+struct hc_req *
+hc_request(struct hc *hc, const struct hc_opts *o, hc_done_cb cb, void *arg)
+{
+	return hc_start(hc, o, NULL, cb, arg);
+}
+
+/* Starts a streaming request. */
+struct hc_req *
+hc_stream(struct hc *hc, const struct hc_opts *o, hc_chunk_cb chunk,
+    hc_done_cb done, void *arg)
+{
+	return hc_start(hc, o, chunk, done, arg);
+}
+
 /*
  * Cancels a request without calling back. A request whose callback is
- * running is left alone: it is freed when its callback returns.
+ * running is left alone: it is freed when its callback returns (a stream
+ * cancelled from its chunk callback is freed right after it).
  */
 void
 hc_cancel(struct hc_req *r)
@@ -706,8 +778,12 @@ hc_cancel(struct hc_req *r)
 	struct hc *hc;
 	static const struct timeval now = {0, 0};
 
-	if (r == NULL || r->state == HC_CALLING || r->state == HC_ZOMBIE)
+	if (r == NULL || r->state == HC_ZOMBIE)
 		return;
+	if (r->state == HC_CALLING) {
+		r->cancelled = 1;
+		return;
+	}
 	hc = r->hc;
 	if (r->state == HC_RUNNING && hc->in_curl > 0) {
 		/* Inside libcurl: the handle cannot be removed here. */

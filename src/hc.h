@@ -91,6 +91,18 @@ void hc_free(struct hc *);
  */
 struct hc_req *hc_request(
     struct hc *, const struct hc_opts *, hc_done_cb cb, void *arg);
+/*
+ * A buffered streaming request (long polls such as dockerd's /events):
+ * chunk gets each piece of the body as it arrives, from the loop after
+ * libcurl returned (never inside hc_stream nor inside libcurl, so unlike
+ * on_data it may do anything, hc_free included), and done is called once
+ * at the end with an empty body. The response size is not capped (a piece
+ * is at most 1 MiB); set no timeout_ms and none of the on_head, on_data,
+ * read_body options. hc_cancel() stops it, also from inside chunk.
+ */
+typedef void (*hc_chunk_cb)(const char *data, size_t len, void *arg);
+struct hc_req *hc_stream(struct hc *, const struct hc_opts *, hc_chunk_cb chunk,
+    hc_done_cb done, void *arg);
 /* Cancels a request; its callback will not be called. */
 void hc_cancel(struct hc_req *);
 /*

@@ -1758,8 +1758,11 @@ http_new(struct event_base *base, const struct http_params *p,
 		return NULL;
 	}
 	errno = 0;
-	h->sock = evhttp_bind_socket_with_handle(
-	    h->evh, p->host, (unsigned short)p->port);
+	if (p->fd >= 0)
+		h->sock = evhttp_accept_socket_with_handle(h->evh, p->fd);
+	else
+		h->sock = evhttp_bind_socket_with_handle(
+		    h->evh, p->host, (unsigned short)p->port);
 	if (h->sock == NULL) {
 		saved = errno;
 		xasprintf(cause, "cannot listen on %s%s%s:%d: %s",

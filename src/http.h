@@ -34,7 +34,9 @@ struct http_params {
 	int request_timeout; /* seconds to send a request once begun
 				(a stream: its head, and a body left
 				unread after its reply); 0 = no limit */
-	int max_connections; /* connections served at once; 0 = no limit */
+	int max_connections; /* connections served at once (by this
+				process); 0 = no limit */
+	int fd;		     /* a bound, listening socket to use, or -1 */
 	const char *stream_prefix;  /* path prefix of streamed requests, or
 				       NULL for none */
 	const char *stream_methods; /* methods streamed: "GET PUT ..." */
@@ -68,8 +70,9 @@ struct http_stream_cbs {
 };
 
 /*
- * Binds host:port on base and sends every request to cb (streamed ones
- * to stream_cb). Returns NULL with *cause (caller frees) if the address
+ * Binds host:port on base (or takes over p->fd when it is >= 0, as forked
+ * workers sharing one listener do) and sends every request to cb (streamed
+ * ones to stream_cb). Returns NULL with *cause (caller frees) if the address
  * cannot be bound.
  */
 struct http *http_new(struct event_base *, const struct http_params *,

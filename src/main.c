@@ -3,6 +3,15 @@
  * line and the configuration, binds the listener, wires the layers
  * together on one event loop (HTTP API -> pool -> store and driver), and
  * owns the process lifetime: start-up checks, signals, orderly shutdown.
+ *
+ * With WORKERS=N > 1 (Redis only) the process binds the listener, forks N
+ * workers that each run that loop on the shared socket, and supervises
+ * them: a worker that dies is started again, SIGTERM/SIGINT are forwarded,
+ * and once every worker has exited the supervisor alone runs AUTO_CLEANUP
+ * (so that no worker removes a sandbox another one is still creating).
+ * The start-up checks run once, in the supervisor before it forks: the
+ * configuration's, and the engine's (dockerd answers, it has every OCI
+ * runtime a type names).
  */
 
 #ifdef HAVE_CONFIG_H
@@ -12,21 +21,28 @@
 #define PACKAGE_VERSION "unknown"
 #endif
 
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/util.h>
 
 #include "api.h"
 #include "config.h"
@@ -64,6 +80,12 @@ struct main_ctx {
 	struct event *sigterm;
 	struct event *sigint;
 	int stopping;
+	int cleanup;	    /* AUTO_CLEANUP in this process */
+	int listen_fd;	    /* shared listener, or -1 */
+	int preflight;	    /* supervisor: check the engine, serve nothing */
+	int engine_checked; /* the supervisor checked the engine already */
+	struct event *ready_wait; /* cleanup: waiting for the store */
+	int ready_tries;
 };
 
 /* Prints the usage text to f. */
@@ -173,15 +195,14 @@ main_on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 	m->stopping = 1;
 	log_info("signal %d: shutting down%s", (int)sig,
-	    m->pool != NULL && m->cfg->auto_cleanup
+	    m->pool != NULL && m->cleanup
 		? ", removing this instance's sandboxes"
 		: "");
 	http_stop_accepting(m->http);
 	api_stop(m->api);
 	proxy_stop(m->proxy);
 	if (m->pool != NULL)
-		pool_shutdown(
-		    m->pool, m->cfg->auto_cleanup, main_on_shutdown, m);
+		pool_shutdown(m->pool, m->cleanup, main_on_shutdown, m);
 	else
 		event_base_loopexit(m->base, NULL);
 }
@@ -199,6 +220,39 @@ main_on_pool_started(int err, const char *cause, void *arg)
 		    m->cfg->pool_size);
 }
 
+/* The store of the configuration: Redis, or this process's memory. */
+static struct store *
+main_store(struct event_base *base, const struct cfg *cfg)
+{
+	struct store_redis_params rp;
+	char *owner;
+	struct store *st;
+
+	if (!cfg->redis_enabled)
+		return store_mem_new(base, cfg->port_lo, cfg->port_hi);
+	/* Owner: instance, pid and boot time (pids are reused). */
+	xasprintf(&owner, "%s:%ld:%lld", cfg->instance_id, (long)getpid(),
+	    (long long)time(NULL));
+	memset(&rp, 0, sizeof rp);
+	rp.host = cfg->redis_server;
+	rp.port = cfg->redis_port;
+	rp.db = cfg->redis_db;
+	rp.user = cfg->redis_user;
+	rp.password = cfg->redis_password;
+	rp.pool_key = cfg->redis_pool_key;
+	rp.port_key = cfg->redis_port_key;
+	rp.instance = cfg->instance_id;
+	rp.owner = owner;
+	rp.publish_host = cfg->publish_host;
+	rp.port_lo = cfg->port_lo;
+	rp.port_hi = cfg->port_hi;
+	rp.lease_ttl_ms = (long)cfg->lease_ttl * 1000;
+	rp.timeout_ms = cfg->redis_timeout_ms;
+	st = store_redis_new(base, &rp);
+	free(owner);
+	return st;
+}
+
 /* Builds the pool and serves the RPC routes. */
 static void
 main_start_pool(struct main_ctx *m)
@@ -206,7 +260,7 @@ main_start_pool(struct main_ctx *m)
 	const struct cfg *cfg = m->cfg;
 	struct pool_params pp;
 
-	m->store = store_mem_new(m->base, cfg->port_lo, cfg->port_hi);
+	m->store = main_store(m->base, cfg);
 	memset(&pp, 0, sizeof pp);
 	pp.instance_id = cfg->instance_id;
 	pp.prefix = cfg->container_prefix;
@@ -223,6 +277,11 @@ main_start_pool(struct main_ctx *m)
 	pp.warmup_timeout = cfg->warmup_timeout;
 	pp.keep_workspace = cfg->keep_workspace;
 	pp.watcher_interval = cfg->watcher_scan_interval;
+	pp.lease_ttl = cfg->lease_ttl;
+	pp.shared = cfg->redis_enabled;
+	pp.heartbeat_timeout = cfg->heartbeat_timeout;
+	pp.lock_ttl = cfg->heartbeat_lock_ttl;
+	pp.release_ttl = cfg->released_key_ttl;
 	m->pool = pool_new(m->base, m->rt_hc, m->drv, m->store, &pp);
 	api_set_pool(m->api, m->pool);
 	api_set_store(m->api, m->store);
@@ -230,6 +289,19 @@ main_start_pool(struct main_ctx *m)
 	log_info("docker: %s answers; instance %s", cfg->docker_host,
 	    cfg->instance_id);
 	pool_start(m->pool, main_on_pool_started, m);
+}
+
+/*
+ * The engine passed the start-up checks: a supervisor's preflight is over;
+ * a worker builds its pool.
+ */
+static void
+main_engine_ok(struct main_ctx *m)
+{
+	if (m->preflight)
+		event_base_loopexit(m->base, NULL);
+	else
+		main_start_pool(m);
 }
 
 /* 1 if a sandbox type names an OCI runtime. */
@@ -287,10 +359,13 @@ main_on_runtimes(const struct drv_reply *r, void *arg)
 	}
 	log_info("docker: OCI runtimes: %s", have != NULL ? have : "none");
 	free(have);
-	main_start_pool(m);
+	main_engine_ok(m);
 }
 
-/* dockerd answered the ping: check the runtimes, then start the pool. */
+/*
+ * dockerd answered the ping: check the runtimes (unless the supervisor
+ * did), then start the pool.
+ */
 static void
 main_on_ping(const struct drv_reply *r, void *arg)
 {
@@ -303,24 +378,22 @@ main_on_ping(const struct drv_reply *r, void *arg)
 		    r->msg != NULL ? r->msg : drv_strerror(r->err));
 	if (m->stopping)
 		return;
-	if (main_needs_runtimes(cfg))
+	if (main_needs_runtimes(cfg) && !m->engine_checked)
 		drv_runtimes(m->drv, main_on_runtimes, m);
 	else
-		main_start_pool(m);
+		main_engine_ok(m);
 }
 
 /* Checks what must hold before anything starts; exits on failure. */
 static void
 main_check(const struct cfg *cfg)
 {
-	if (cfg->redis_enabled) {
-		log_error("REDIS_ENABLED=true is not implemented yet");
+	if (cfg->workers > 1 && !cfg->redis_enabled) {
+		log_error("WORKERS=%d needs REDIS_ENABLED=true: workers share "
+			  "their state through Redis",
+		    cfg->workers);
 		exit(1);
 	}
-	if (cfg->workers > 1)
-		log_warnx("WORKERS=%d: one process serves for now (workers "
-			  "need the Redis store)",
-		    cfg->workers);
 	/* cfg_load refused this unless SANDPOOL_ALLOW_NO_AUTH=true. */
 	if (!cfg_host_is_loopback(cfg->host) &&
 	    (cfg->bearer_token == NULL || *cfg->bearer_token == '\0'))
@@ -330,9 +403,25 @@ main_check(const struct cfg *cfg)
 		    cfg->host);
 }
 
-/* Sets up everything, runs the loop, tears down; returns the exit code. */
+/* Creates the run and workspace directories; exits on failure. */
+static void
+main_dirs(const struct cfg *cfg)
+{
+	if (main_mkdirs(cfg->run_dir, 0700) == -1)
+		fatal("cannot create SANDPOOL_RUN_DIR %s", cfg->run_dir);
+	if (cfg->default_mount_dir != NULL &&
+	    main_mkdirs(cfg->default_mount_dir, 0755) == -1)
+		fatal("cannot create DEFAULT_MOUNT_DIR %s",
+		    cfg->default_mount_dir);
+}
+
+/*
+ * One serving process: sets up everything on its own loop (on the shared
+ * listener fd, or binding its own when fd is -1), runs it, tears down.
+ * cleanup: run AUTO_CLEANUP at shutdown. Returns the exit code.
+ */
 static int
-main_run(struct cfg *cfg)
+main_worker(struct cfg *cfg, int fd, int cleanup)
 {
 	struct main_ctx m;
 	struct http_params hp;
@@ -341,6 +430,9 @@ main_run(struct cfg *cfg)
 
 	memset(&m, 0, sizeof m);
 	m.cfg = cfg;
+	m.cleanup = cleanup;
+	m.listen_fd = fd;
+	m.engine_checked = fd >= 0; /* a forked worker: the supervisor did */
 	signal(SIGPIPE, SIG_IGN);
 	if ((m.base = event_base_new()) == NULL)
 		fatalx("cannot make an event loop");
@@ -358,22 +450,20 @@ main_run(struct cfg *cfg)
 	hp.timeout = cfg->idle_timeout;
 	hp.request_timeout = cfg->request_timeout;
 	hp.max_connections = cfg->max_connections;
-	main_fd_limit(cfg);
 	hp.stream_prefix = PROXY_PREFIX;
 	hp.stream_methods = PROXY_METHODS;
 	hp.stream_cb = proxy_request;
 	hp.stream_arg = m.proxy;
+	hp.fd = fd;
+	if (fd < 0)
+		main_fd_limit(cfg);
 	if ((m.http = http_new(m.base, &hp, api_request, m.api, &cause)) ==
 	    NULL)
 		fatalx("http: %s", cause);
-	main_check(cfg);
-
-	if (main_mkdirs(cfg->run_dir, 0700) == -1)
-		fatal("cannot create SANDPOOL_RUN_DIR %s", cfg->run_dir);
-	if (cfg->default_mount_dir != NULL &&
-	    main_mkdirs(cfg->default_mount_dir, 0755) == -1)
-		fatal("cannot create DEFAULT_MOUNT_DIR %s",
-		    cfg->default_mount_dir);
+	if (fd < 0) {
+		main_check(cfg);
+		main_dirs(cfg);
+	}
 
 	memset(&dp, 0, sizeof dp);
 	dp.endpoint = cfg->docker_host;
@@ -386,8 +476,9 @@ main_run(struct cfg *cfg)
 	evsignal_add(m.sigterm, NULL);
 	evsignal_add(m.sigint, NULL);
 
-	log_info("runtime-sandbox-server %s: listening on %s:%d",
-	    PACKAGE_VERSION, cfg->host, cfg->port);
+	if (fd < 0)
+		log_info("runtime-sandbox-server %s: listening on %s:%d",
+		    PACKAGE_VERSION, cfg->host, cfg->port);
 	drv_ping(m.drv, main_on_ping, &m);
 	event_base_dispatch(m.base);
 
@@ -405,6 +496,260 @@ main_run(struct cfg *cfg)
 	hc_free(m.hc);
 	event_base_free(m.base);
 	return 0;
+}
+
+/* Binds and listens on HOST:PORT for the workers; exits on failure. */
+static int
+main_listen(const struct cfg *cfg)
+{
+	struct addrinfo hints, *res, *ai;
+	char port[16];
+	int fd = -1, on = 1, rc;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	snprintf(port, sizeof port, "%d", cfg->port);
+	if ((rc = getaddrinfo(cfg->host, port, &hints, &res)) != 0)
+		fatalx("http: cannot listen on %s:%d: %s", cfg->host, cfg->port,
+		    gai_strerror(rc));
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+		if (fd == -1)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, 1024) == 0)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd == -1)
+		fatal("http: cannot listen on %s:%d", cfg->host, cfg->port);
+	evutil_make_socket_nonblocking(fd);
+	return fd;
+}
+
+/* Forks worker number i; returns its pid (the child never returns). */
+static pid_t
+main_fork_worker(struct cfg *cfg, int fd, int i, const sigset_t *old)
+{
+	pid_t pid;
+
+	if ((pid = fork()) == -1) {
+		log_warn("fork");
+		return -1;
+	}
+	if (pid > 0)
+		return pid;
+	/* A worker dies with its supervisor (kill -9 included). */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		_exit(1);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
+	sigprocmask(SIG_SETMASK, old, NULL);
+	log_debug("worker %d: pid %ld", i, (long)getpid());
+	_exit(main_worker(cfg, fd, 0));
+}
+
+/* The cleanup store is ready (or will not be): sweep. */
+static void
+main_on_cleanup_ready(evutil_socket_t f, short what, void *arg)
+{
+	struct main_ctx *m = arg;
+	struct timeval tv = {0, 100000};
+
+	if (!store_ready(m->store) && ++m->ready_tries < 50) {
+		evtimer_add(m->ready_wait, &tv);
+		return;
+	}
+	pool_shutdown(m->pool, 1, main_on_shutdown, m);
+}
+
+/* AUTO_CLEANUP run by the supervisor once every worker has exited. */
+static void
+main_cleanup(struct cfg *cfg)
+{
+	struct main_ctx m;
+	struct drv_params dp;
+	struct pool_params pp;
+	struct timeval tv = {0, 0};
+	char *cause;
+
+	memset(&m, 0, sizeof m);
+	m.cfg = cfg;
+	if ((m.base = event_base_new()) == NULL)
+		fatalx("cannot make an event loop");
+	m.hc = hc_new(m.base, MAIN_HC_CONNS);
+	memset(&dp, 0, sizeof dp);
+	dp.endpoint = cfg->docker_host;
+	dp.timeout_ms = (long)cfg->docker_timeout * 1000;
+	if ((m.drv = drv_open(m.base, m.hc, &dp, &cause)) == NULL) {
+		log_warnx("cleanup: docker: %s", cause);
+		free(cause);
+		hc_free(m.hc);
+		event_base_free(m.base);
+		return;
+	}
+	m.store = main_store(m.base, cfg);
+	memset(&pp, 0, sizeof pp);
+	pp.instance_id = cfg->instance_id;
+	pp.prefix = cfg->container_prefix;
+	pp.run_dir = cfg->run_dir;
+	pp.mount_root = cfg->default_mount_dir;
+	pp.publish_host = cfg->publish_host;
+	pp.types = cfg->types;
+	pp.pool_types = (const char *const *)cfg->default_types;
+	pp.keep_workspace = cfg->keep_workspace;
+	pp.shared = 1;
+	m.pool = pool_new(m.base, m.hc, m.drv, m.store, &pp);
+	m.ready_wait = evtimer_new(m.base, main_on_cleanup_ready, &m);
+	evtimer_add(m.ready_wait, &tv);
+	log_info("cleanup: removing this instance's sandboxes");
+	event_base_dispatch(m.base);
+	event_free(m.ready_wait);
+	pool_free(m.pool);
+	store_free(m.store);
+	drv_close(m.drv);
+	hc_free(m.hc);
+	event_base_free(m.base);
+}
+
+/*
+ * The supervisor's engine checks before it forks, on a loop of their own:
+ * dockerd answers and has every OCI runtime a type names; exits if not.
+ */
+static void
+main_preflight(struct cfg *cfg)
+{
+	struct main_ctx m;
+	struct drv_params dp;
+	char *cause;
+
+	memset(&m, 0, sizeof m);
+	m.cfg = cfg;
+	m.preflight = 1;
+	if ((m.base = event_base_new()) == NULL)
+		fatalx("cannot make an event loop");
+	m.hc = hc_new(m.base, MAIN_HC_CONNS);
+	memset(&dp, 0, sizeof dp);
+	dp.endpoint = cfg->docker_host;
+	dp.timeout_ms = (long)cfg->docker_timeout * 1000;
+	if ((m.drv = drv_open(m.base, m.hc, &dp, &cause)) == NULL)
+		fatalx("docker: %s", cause);
+	drv_ping(m.drv, main_on_ping, &m);
+	event_base_dispatch(m.base);
+	drv_close(m.drv);
+	hc_free(m.hc);
+	event_base_free(m.base);
+}
+
+/*
+ * The supervisor of WORKERS=N processes: binds, forks, restarts workers
+ * that die, forwards SIGTERM/SIGINT, then runs AUTO_CLEANUP. Returns the
+ * exit code.
+ */
+static int
+main_supervise(struct cfg *cfg)
+{
+	int n = cfg->workers, i, fd, status, alive, stopping = 0;
+	pid_t *pids = xcalloc((size_t)n, sizeof *pids), pid;
+	time_t *started = xcalloc((size_t)n, sizeof *started);
+	struct timespec ts = {1, 0};
+	sigset_t set, old;
+	siginfo_t info;
+	int sig;
+
+	main_check(cfg);
+	main_fd_limit(cfg); /* each worker serves its own connections */
+	fd = main_listen(cfg);
+	main_dirs(cfg);
+	signal(SIGPIPE, SIG_IGN);
+	main_preflight(cfg);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, &old);
+	log_info("runtime-sandbox-server %s: listening on %s:%d with %d "
+		 "workers",
+	    PACKAGE_VERSION, cfg->host, cfg->port, n);
+	for (i = 0; i < n; i++) {
+		pids[i] = main_fork_worker(cfg, fd, i, &old);
+		started[i] = time(NULL);
+	}
+	for (;;) {
+		sig = sigtimedwait(&set, &info, &ts);
+		if (sig == SIGTERM || sig == SIGINT) {
+			if (stopping) {
+				log_warnx(
+				    "signal %d again: killing workers", sig);
+				for (i = 0; i < n; i++)
+					if (pids[i] > 0)
+						kill(pids[i], SIGKILL);
+			} else {
+				log_info(
+				    "signal %d: stopping %d workers", sig, n);
+				for (i = 0; i < n; i++)
+					if (pids[i] > 0)
+						kill(pids[i], SIGTERM);
+			}
+			stopping = 1;
+		}
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			for (i = 0; i < n; i++)
+				if (pids[i] == pid)
+					break;
+			if (i == n)
+				continue;
+			pids[i] = 0;
+			if (!stopping)
+				log_warnx("worker %d (pid %ld) %s %d; starting "
+					  "another",
+				    i, (long)pid,
+				    WIFSIGNALED(status) ? "killed by signal"
+							: "exited with",
+				    WIFSIGNALED(status) ? WTERMSIG(status)
+							: WEXITSTATUS(status));
+		}
+		alive = 0;
+		for (i = 0; i < n; i++) {
+			if (pids[i] == 0 && !stopping &&
+			    time(NULL) > started[i]) {
+				/* At most one restart per second per slot. */
+				pids[i] = main_fork_worker(cfg, fd, i, &old);
+				started[i] = time(NULL);
+			}
+			if (pids[i] < 0)
+				pids[i] = 0;
+			if (pids[i] > 0)
+				alive++;
+		}
+		if (stopping && alive == 0)
+			break;
+	}
+	close(fd);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (cfg->auto_cleanup)
+		main_cleanup(cfg);
+	else
+		log_info("shutdown: done");
+	free(pids);
+	free(started);
+	return 0;
+}
+
+/* Runs the daemon: one process, or a supervisor of WORKERS processes. */
+static int
+main_run(struct cfg *cfg)
+{
+	if (cfg->workers > 1 && cfg->redis_enabled)
+		return main_supervise(cfg);
+	return main_worker(cfg, -1, cfg->auto_cleanup);
 }
 
 int

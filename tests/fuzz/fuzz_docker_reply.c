@@ -2,7 +2,8 @@
  * fuzz_docker_reply: dockerd's replies as the driver parses them (create,
  * inspect, list, info, and error messages), and the driver's checks and
  * escaping of ids and image names. The first byte picks the call and the
- * status; the rest is the body.
+ * status; the rest is the body. The body is also an /events stream, cut
+ * into two chunks where the first byte says.
  */
 #include "../../drivers/docker.c"
 
@@ -21,6 +22,37 @@ fuzz_free(char *id, struct drv_ctr *ctrs, size_t nctrs, char **names)
 		free(*n);
 	free(names);
 	free(id);
+}
+
+/* An event the stream parser delivered: it has what it promises. */
+static void
+fuzz_on_event(const struct drv_event *e, void *arg)
+{
+	size_t *n = arg;
+
+	if (e->action == NULL || e->id == NULL)
+		abort();
+	(void)drv_event_attr(e, "sandpool.name");
+	(*n)++;
+}
+
+/* Feeds body to the /events line splitter and parser in two chunks. */
+static void
+fuzz_events(const char *body, size_t len, size_t cut)
+{
+	struct docker_events e;
+	size_t n = 0;
+
+	memset(&e, 0, sizeof e);
+	e.ev = fuzz_on_event;
+	e.arg = &n;
+	if (cut > len)
+		cut = len;
+	docker_events_on_chunk(body, cut, &e);
+	docker_events_on_chunk(body + cut, len - cut, &e);
+	if (e.len > DOCKER_EVENT_MAX + 1)
+		abort();
+	free(e.line);
 }
 
 int
@@ -68,6 +100,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)docker_err(kind, &r, msg);
 		free(msg);
 	}
+	fuzz_events(body, r.len, r.len * data[0] / 255);
 	if (strlen(body) == r.len) {
 		if (docker_check_id(body) == NULL &&
 		    (strchr(body, '/') != NULL || strcmp(body, "..") == 0))

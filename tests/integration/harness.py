@@ -69,6 +69,7 @@ def cleanup_all():
             s.close()
         except Exception:  # keep cleaning the others
             traceback.print_exc(file=sys.stderr)
+    _cleanup_services()
     for d in reversed(_tmpdirs):
         _rm_tree(d)
     del _tmpdirs[:]
@@ -665,3 +666,195 @@ def configure_version():
     with open(os.path.join(SRCDIR, "configure.ac")) as f:
         m = re.search(r"AC_INIT\(\[[^]]*\],\s*\[([^]]*)\]", f.read())
     return m.group(1) if m else None
+
+
+# ---------------------------------------------------------------- Redis
+
+_redises = []
+_balancers = []
+
+
+def _stop_pid_file(path, timeout=10):
+    """Sends SIGTERM to the pid in path, waits for it to go; SIGKILL after
+    timeout. Returns True if a process was stopped."""
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return True
+
+
+class Redis:
+    """A private redis-server on a free loopback port, without persistence,
+    stopped by its pid. call() speaks RESP2 on a fresh connection."""
+
+    def __init__(self, port=None):
+        self.dir = mkdtemp("spredis")
+        self.port = port or free_port()
+        self.pidfile = os.path.join(self.dir, "redis.pid")
+        _redises.append(self)
+        self.start()
+
+    def start(self, timeout=10):
+        subprocess.run(
+            ["redis-server", "--bind", "127.0.0.1", "--port",
+             str(self.port), "--save", "", "--appendonly", "no",
+             "--daemonize", "yes", "--pidfile", self.pidfile,
+             "--dir", self.dir, "--logfile",
+             os.path.join(self.dir, "redis.log")], check=True,
+            stdout=subprocess.DEVNULL)
+        if not wait_for(lambda: self._ping(), timeout, 0.05):
+            raise RuntimeError("redis-server did not answer on %d"
+                               % self.port)
+
+    def _ping(self):
+        try:
+            return self.call("PING") == "PONG"
+        except OSError:
+            return False
+
+    def stop(self):
+        """Stops the server (its data is gone: no persistence)."""
+        _stop_pid_file(self.pidfile)
+        wait_for(lambda: not self._ping(), 10, 0.05)
+
+    def close(self):
+        self.stop()
+
+    def call(self, *args, db=0):
+        """Runs one command (after SELECT db); returns str, int, list or
+        None. An error reply raises RuntimeError."""
+        with socket.create_connection(("127.0.0.1", self.port),
+                                      timeout=10) as s:
+            f = s.makefile("rb")
+            out = b""
+            cmds = ([("SELECT", str(db))] if db else []) + [args]
+            for cmd in cmds:
+                out += b"*%d\r\n" % len(cmd)
+                for a in cmd:
+                    a = a if isinstance(a, bytes) else str(a).encode()
+                    out += b"$%d\r\n%s\r\n" % (len(a), a)
+            s.sendall(out)
+            r = None
+            for _ in cmds:
+                r = _resp_read(f)
+            return r
+
+    def env(self, db=0):
+        """The .env keys that point a server at this Redis."""
+        return {"REDIS_ENABLED": "true", "REDIS_SERVER": "127.0.0.1",
+                "REDIS_PORT": self.port, "REDIS_DB": db}
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    t, rest = line[:1], line[1:].rstrip(b"\r\n")
+    if t == b"+":
+        return rest.decode()
+    if t == b"-":
+        raise RuntimeError(rest.decode())
+    if t == b":":
+        return int(rest)
+    if t == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:n]
+        return data.decode("utf-8", "replace")
+    if t == b"*":
+        n = int(rest)
+        if n < 0:
+            return None
+        return [_resp_read(f) for _ in range(n)]
+    raise RuntimeError("bad RESP line %r" % line)
+
+
+class Haproxy:
+    """haproxy on a free loopback port balancing round-robin over servers'
+    ports; stopped by its pid."""
+
+    def __init__(self, ports):
+        self.dir = mkdtemp("sphap")
+        self.port = free_port()
+        self.pidfile = os.path.join(self.dir, "haproxy.pid")
+        cfg = os.path.join(self.dir, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write("global\n  maxconn 256\n"
+                    "defaults\n  mode http\n  timeout connect 5s\n"
+                    "  timeout client 120s\n  timeout server 120s\n"
+                    "  option http-server-close\n"
+                    "frontend fe\n  bind 127.0.0.1:%d\n"
+                    "  default_backend be\n"
+                    "backend be\n  balance roundrobin\n" % self.port)
+            for i, p in enumerate(ports):
+                f.write("  server s%d 127.0.0.1:%d\n" % (i, p))
+        _balancers.append(self)
+        subprocess.run(["haproxy", "-D", "-f", cfg, "-p", self.pidfile],
+                       check=True, stdout=subprocess.DEVNULL)
+        if not wait_for(lambda: not port_is_free(self.port), 10, 0.05):
+            raise RuntimeError("haproxy did not listen")
+
+    def close(self):
+        _stop_pid_file(self.pidfile)
+
+
+def _cleanup_services():
+    """Stops the balancers and Redis servers a test started."""
+    for b in _balancers:
+        try:
+            b.close()
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+    for r in _redises:
+        try:
+            r.close()
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+    del _balancers[:]
+    del _redises[:]
+
+
+class Via:
+    """RPC calls through another port (a load balancer) with a server's
+    token; the same call()/rpc() as Server."""
+
+    def __init__(self, port, token):
+        self.port = port
+        self.token = token
+
+    def rpc(self, method, body=None, timeout=120):
+        c = http.client.HTTPConnection("127.0.0.1", self.port,
+                                       timeout=timeout)
+        try:
+            headers = {"Content-Type": "application/json"}
+            if self.token:
+                headers["Authorization"] = "Bearer " + self.token
+            status, hdrs, raw = _exchange(c, "POST", "/" + method,
+                                          json.dumps(body or {}), headers)
+        finally:
+            c.close()
+        return status, hdrs, load_json_or_none(raw) if raw else None
+
+    def call(self, method, timeout=120, **body):
+        status, _, doc = self.rpc(method, body, timeout)
+        if status != 200 or not isinstance(doc, dict) or "data" not in doc:
+            raise RpcError(method, status, doc)
+        return doc["data"]

@@ -1012,6 +1012,97 @@ on_runtimes(const struct drv_reply *r, void *arg)
 			c->id = strdup("runc");
 }
 
+/* What an event stream delivered. */
+struct evs {
+	int die, destroy, ended, cancel_on_die;
+	char die_name[128], exit_code[16];
+	const char *only; /* count only this container's events */
+	long long last_nano;
+	struct drv_events *stream;
+};
+
+/* Records an event; optionally cancels the stream from inside. */
+static void
+on_event(const struct drv_event *e, void *arg)
+{
+	struct evs *v = arg;
+	const char *n = drv_event_attr(e, "name");
+	const char *x = drv_event_attr(e, "exitCode");
+
+	if (v->only != NULL && (n == NULL || strcmp(n, v->only) != 0))
+		return; /* an earlier test's container */
+	v->last_nano = e->time_nano;
+	if (strcmp(e->action, "die") == 0) {
+		v->die++;
+		snprintf(v->die_name, sizeof v->die_name, "%s", n ? n : "");
+		snprintf(v->exit_code, sizeof v->exit_code, "%s", x ? x : "");
+		if (v->cancel_on_die) {
+			drv_events_cancel(v->stream);
+			v->stream = NULL;
+		}
+	} else if (strcmp(e->action, "destroy") == 0)
+		v->destroy++;
+}
+
+/* Records the end of a stream. */
+static void
+on_events_end(enum drv_err err, const char *msg, void *arg)
+{
+	((struct evs *)arg)->ended++;
+}
+
+/* The /events stream: filtered by label, replayed with since. */
+static void
+test_events(void)
+{
+	static const char *const acts[] = {"die", "destroy", NULL};
+	const char *filt[2] = {run_label, NULL};
+	struct evs v = {0}, w = {0};
+	struct call c = {0};
+	struct drv_spec s;
+	const char *name = new_name();
+	char *id;
+	int i;
+
+	v.only = w.only = name;
+	v.stream = drv_events(drv, filt, acts, 0, on_event, on_events_end, &v);
+	run_for(300);
+	spec_min(&s, name);
+	drv_create(drv, &s, on_reply, &c);
+	wait_call(&c);
+	id = c.id ? strdup(c.id) : strdup("none");
+	call_clear(&c);
+	drv_start(drv, id, on_reply, &c);
+	wait_call(&c);
+	call_clear(&c);
+	drv_remove(drv, id, on_reply, &c);
+	wait_call(&c);
+	call_clear(&c);
+	for (i = 0; i < 50 && (v.die == 0 || v.destroy == 0); i++)
+		run_for(100);
+	is_int(v.die, 1, "events: one die for the removed container");
+	is_int(v.destroy, 1, "events: one destroy");
+	is_str(v.die_name, name, "events: the name comes in the attributes");
+	is_str(v.exit_code, "137", "events: exitCode 137 (killed)");
+	is_int(v.ended, 0, "events: the stream is still open");
+	drv_events_cancel(v.stream);
+	run_for(100);
+	is_int(v.ended, 0, "events: no end callback after cancel");
+
+	/* Replay from before the events; cancel from inside ev. */
+	w.cancel_on_die = 1;
+	w.stream = drv_events(drv, filt, acts, v.last_nano - 5000000000LL,
+	    on_event, on_events_end, &w);
+	for (i = 0; i < 50 && w.die == 0; i++)
+		run_for(100);
+	run_for(300);
+	ok(w.die == 1 && w.destroy == 0 && w.ended == 0 && w.stream == NULL,
+	    "events: since replays; cancel from inside ev stops the stream "
+	    "(die %d destroy %d ended %d)",
+	    w.die, w.destroy, w.ended);
+	free(id);
+}
+
 /* Closes the driver from inside its own callback. */
 static void
 on_reply_close(const struct drv_reply *r, void *arg)
@@ -1093,6 +1184,7 @@ main(void)
 	wait_call(&c);
 	ok(c.err == DRV_OK && c.id != NULL, "runtimes: dockerd lists runc");
 	call_clear(&c);
+	test_events();
 
 	/* A callback may close the driver with other calls in flight. */
 	drv_ping(drv, on_reply_close, &c);

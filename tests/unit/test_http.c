@@ -924,6 +924,7 @@ main(void)
 	signal(SIGPIPE, SIG_IGN);
 	base = event_base_new();
 	memset(&p, 0, sizeof p);
+	p.fd = -1;
 	p.host = "127.0.0.1";
 	p.port = port = free_port();
 	p.max_body = 64 * 1024;
