@@ -131,13 +131,14 @@ struct pool {
 	double last_gc;
 	struct drv_events *events; /* the engine's event stream */
 	struct event *events_retry;
-	int events_backoff;	 /* seconds */
-	long long events_since;	 /* after the last event seen, ns */
-	struct pool_ops ops;	 /* creates in flight */
-	int engine_calls;	 /* other engine calls in flight */
-	struct event *refill_ev; /* deferred planner run */
-	struct event *tick;	 /* periodic planner run */
-	struct event *reaper;	 /* periodic reap + reconcile */
+	int events_backoff;	/* seconds */
+	long long events_since; /* after the last event seen, ns */
+	struct pool_ops ops;	/* creates in flight */
+	int engine_calls;	/* other engine calls in flight */
+	TAILQ_HEAD(, pool_call_ctx) starting; /* starts awaiting health */
+	struct event *refill_ev;	      /* deferred planner run */
+	struct event *tick;		      /* periodic planner run */
+	struct event *reaper;		      /* periodic reap + reconcile */
 	int reaper_runs;
 	int reaping; /* a reap or reconcile is in flight */
 	int started;
@@ -157,6 +158,8 @@ static void pool_watch(struct pool *);
 static void pool_on_tick(evutil_socket_t, short, void *);
 static void pool_events_open(struct pool *);
 static void pool_on_events_retry(evutil_socket_t, short, void *);
+static void pool_call_stop_waits(struct pool *);
+static void pool_call_drop_waits(struct pool *);
 
 /* Copies a NULL-terminated string vector. */
 static char **
@@ -309,6 +312,7 @@ pool_new(struct event_base *base, struct hc *hc, struct drv *drv,
 	p->events_backoff = 1;
 	p->events_retry = evtimer_new(base, pool_on_events_retry, p);
 	TAILQ_INIT(&p->ops);
+	TAILQ_INIT(&p->starting);
 	for (i = 0; pp->pool_types != NULL && pp->pool_types[i] != NULL; i++) {
 		if ((t = sbtypes_find(p->types, pp->pool_types[i])) == NULL ||
 		    pool_find_type(p, t->name) != NULL)
@@ -346,6 +350,7 @@ pool_free(struct pool *p)
 		free(op->owner);
 		free(op);
 	}
+	pool_call_drop_waits(p);
 	while (!TAILQ_EMPTY(&p->sess))
 		pool_sess_drop(TAILQ_FIRST(&p->sess));
 	while ((pt = TAILQ_FIRST(&p->pools)) != NULL) {
@@ -1880,6 +1885,7 @@ pool_shutdown(struct pool *p, int cleanup, pool_done_cb cb, void *arg)
 			pool_op_fail(
 			    op, POOL_ESHUTDOWN, "server is shutting down");
 	}
+	pool_call_stop_waits(p);
 	event_base_once(p->base, -1, EV_TIMEOUT, pool_on_shutdown, p, &tv);
 }
 
@@ -3046,6 +3052,8 @@ struct pool_call_ctx {
 	int kind;
 	pool_cb cb;
 	void *arg;
+	struct rt_wait *wait;		  /* start: the runtime's health wait */
+	TAILQ_ENTRY(pool_call_ctx) entry; /* on pool.starting while waiting */
 };
 
 /* Answers a lookup with the record. */
@@ -3191,21 +3199,101 @@ pool_session_keys(struct pool *p, pool_cb cb, void *arg)
 
 enum { POOL_CALL_START, POOL_CALL_STOP, POOL_CALL_STATUS };
 
+/* Answers an engine call and frees it. */
+static void
+pool_call_finish(struct pool_call_ctx *c, struct pool_reply *pr)
+{
+	c->pool->engine_calls--;
+	c->cb(pr, c->arg);
+	sbx_free(c->rec);
+	if (c->pool->stopping)
+		pool_shutdown_check(c->pool);
+	free(c);
+}
+
+/* A started sandbox's runtime answered healthz (or never did). */
+static void
+pool_call_on_health(int ok, const char *error, void *arg)
+{
+	struct pool_call_ctx *c = arg;
+	struct pool_reply pr;
+
+	c->wait = NULL;
+	TAILQ_REMOVE(&c->pool->starting, c, entry);
+	if (!ok)
+		log_info("pool: %s: started, but its runtime is not healthy: "
+			 "%s",
+		    c->rec->container_name, error != NULL ? error : "-");
+	memset(&pr, 0, sizeof pr);
+	pr.flag = ok;
+	pool_call_finish(c, &pr);
+}
+
+/* Shutdown: starts still waiting for their runtime answer false. */
+static void
+pool_call_stop_waits(struct pool *p)
+{
+	struct pool_call_ctx *c;
+
+	while ((c = TAILQ_FIRST(&p->starting)) != NULL) {
+		rt_wait_cancel(c->wait);
+		pool_call_on_health(0, "server is shutting down", c);
+	}
+}
+
+/* pool_free: starts still waiting end without an answer. */
+static void
+pool_call_drop_waits(struct pool *p)
+{
+	struct pool_call_ctx *c;
+
+	while ((c = TAILQ_FIRST(&p->starting)) != NULL) {
+		TAILQ_REMOVE(&p->starting, c, entry);
+		rt_wait_cancel(c->wait);
+		sbx_free(c->rec);
+		free(c);
+	}
+}
+
+/* 1 if the sandbox's runtime is sandpool-agent, which start restarts. */
+static int
+pool_call_agent_served(struct pool *p, const struct sbx *rec)
+{
+	const struct sbtype *t;
+
+	if (rec->sandbox_type == NULL ||
+	    (t = sbtypes_find(p->types, rec->sandbox_type)) == NULL)
+		return 0;
+	return t->inject_agent;
+}
+
 /* The engine reported the container's state: answer. */
 static void
 pool_call_on_inspect(const struct drv_reply *r, void *arg)
 {
 	struct pool_call_ctx *c = arg;
+	struct pool *p = c->pool;
 	struct pool_reply pr;
 	const char *st = NULL;
 
-	c->pool->engine_calls--;
 	memset(&pr, 0, sizeof pr);
 	if (r->err == DRV_OK && r->nctrs > 0)
 		st = r->ctrs[0].state;
 	switch (c->kind) {
 	case POOL_CALL_START:
 		pr.flag = st != NULL && strcmp(st, "running") == 0;
+		if (pr.flag && !p->stopping && c->rec->container_id != NULL &&
+		    pool_call_agent_served(p, c->rec)) {
+			/*
+			 * The agent makes its socket only after the start:
+			 * answer once the runtime is healthy again.
+			 */
+			TAILQ_INSERT_TAIL(&p->starting, c, entry);
+			c->wait = rt_wait_healthy(p->base, p->hc, c->rec,
+			    (long)p->warmup_timeout * 1000, pool_call_on_health,
+			    c);
+			return;
+		}
 		break;
 	case POOL_CALL_STOP:
 		pr.flag = st != NULL && strcmp(st, "exited") == 0;
@@ -3214,11 +3302,7 @@ pool_call_on_inspect(const struct drv_reply *r, void *arg)
 		pr.status = st;
 		break;
 	}
-	c->cb(&pr, c->arg);
-	sbx_free(c->rec);
-	if (c->pool->stopping)
-		pool_shutdown_check(c->pool);
-	free(c);
+	pool_call_finish(c, &pr);
 }
 
 static void pool_call_on_marked(const struct store_reply *, void *);

@@ -110,7 +110,13 @@ struct api_ctx {
 	char *meta;		       /* meta as JSON text */
 	char **env;		       /* environment as "K=V" */
 	struct hc_req *hreq;	       /* runtime call in flight */
-	char *rt_url;		       /* the runtime's url, for error texts */
+	struct rt_wait *wait;	       /* establish: healthz wait in flight */
+	struct sbx *rec;	       /* the runtime's record, for a retry */
+	char *rt_method;	       /* the runtime call, for a retry */
+	char *rt_body;
+	size_t rt_len;
+	int retried;  /* the call was retried after a wait */
+	char *rt_url; /* the runtime's url, for error texts */
 	const char *rt_path;
 	long rt_timeout; /* seconds */
 	int pending;	 /* cleanup: store and pool calls in flight */
@@ -286,6 +292,11 @@ api_ctx_free(struct api_ctx *c)
 		return;
 	if (c->hreq != NULL)
 		hc_cancel(c->hreq);
+	if (c->wait != NULL)
+		rt_wait_cancel(c->wait);
+	sbx_free(c->rec);
+	free(c->rt_method);
+	free(c->rt_body);
 	TAILQ_REMOVE(&c->api->ctxs, c, entry);
 	if (c->tree != NULL)
 		yajl_tree_free(c->tree);
@@ -786,6 +797,34 @@ api_gen_tools(yajl_gen g, const struct api_ctx *c, const struct hc_resp *r)
 		yajl_tree_free(v);
 }
 
+static void api_on_runtime(const struct hc_resp *, void *);
+
+/* Makes (or remakes) the runtime call of a context. */
+static void
+api_rt_call(struct api_ctx *c)
+{
+	c->hreq = rt_call(c->api->hc, c->rec, c->rt_method, c->rt_path,
+	    c->rt_body, c->rt_len, c->rt_timeout * 1000, api_on_runtime, c);
+}
+
+/* The establish wait ended: retry the call once, or fail the route. */
+static void
+api_on_established(int ok, const char *error, void *arg)
+{
+	struct api_ctx *c = arg;
+
+	c->wait = NULL;
+	if (!ok) {
+		log_debug("api: %s: runtime: %s", c->method,
+		    error != NULL ? error : "not healthy");
+		api_fail(c, 500,
+		    "Runtime service did not start within the specified "
+		    "timeout.");
+		return;
+	}
+	api_rt_call(c);
+}
+
 /* The runtime answered (or failed): build the route's data. */
 static void
 api_on_runtime(const struct hc_resp *r, void *arg)
@@ -795,6 +834,21 @@ api_on_runtime(const struct hc_resp *r, void *arg)
 	char *err;
 
 	c->hreq = NULL;
+	if (r->no_connection && !c->retried) {
+		/*
+		 * Establish (spec 1.5): the runtime has no listener yet (a
+		 * sandbox just started): wait for its healthz, then retry the
+		 * call once. Nothing was sent, so a retry is safe.
+		 */
+		c->retried = 1;
+		c->wait = rt_wait_healthy(c->api->base, c->api->hc, c->rec,
+		    (long)(c->api->cfg->warmup_timeout > 0
+			    ? c->api->cfg->warmup_timeout
+			    : 60) *
+			1000,
+		    api_on_established, c);
+		return;
+	}
 	g = api_data_new();
 	switch (c->route->result) {
 	case API_R_HEALTH:
@@ -944,9 +998,11 @@ api_rt_start(struct api_ctx *c, const struct sbx *rec)
 		}
 		break;
 	}
-	c->hreq = rt_call(c->api->hc, rec, method, c->rt_path, body, len,
-	    c->rt_timeout * 1000, api_on_runtime, c);
-	free(body);
+	c->rec = sbx_dup(rec);
+	c->rt_method = xstrdup(method);
+	c->rt_body = body;
+	c->rt_len = len;
+	api_rt_call(c);
 }
 
 /* ------------------------------------------------------------------ */

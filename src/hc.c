@@ -171,6 +171,7 @@ hc_req_done(struct hc_req *r, CURLcode rc)
 		resp.error =
 		    r->errbuf[0] != '\0' ? r->errbuf : curl_easy_strerror(rc);
 		resp.timed_out = rc == CURLE_OPERATION_TIMEDOUT;
+		resp.no_connection = rc == CURLE_COULDNT_CONNECT;
 		resp.body = "";
 	} else {
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);

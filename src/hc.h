@@ -21,6 +21,7 @@ struct hc_resp {
 	const char *ctype; /* Content-Type or NULL */
 	const char *error; /* transport error text, or NULL */
 	int timed_out;	   /* 1 if the deadline passed */
+	int no_connection; /* 1 if it could not connect (nothing was sent) */
 };
 
 typedef void (*hc_done_cb)(const struct hc_resp *, void *arg);

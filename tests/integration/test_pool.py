@@ -352,6 +352,12 @@ def test_cold_create(s, claimed):
         t.is_(s.call("get_status", identity=name), "exited",
               "get_status after stop: exited")
         t.is_(s.call("start", identity=name), True, "start: true")
+        # start answers once the agent serves again: /proxy makes no
+        # establish retry, so its healthz shows it.
+        status, _, raw = s.request("GET", "/proxy/%s/healthz" % name,
+                                   headers=s.auth_headers())
+        t.is_((status, raw), (200, b"OK"),
+              "right after start: the runtime answers healthz")
         t.is_(s.call("get_status", identity=name), "running",
               "get_status after start: running")
         check_usable(s, name, "create, after stop and start")

@@ -40,6 +40,7 @@ struct res {
 	char *ctype;
 	char *error;
 	int timed_out;
+	int no_connection;
 	int *flag; /* for callbacks that check a flag */
 };
 
@@ -209,6 +210,7 @@ on_done(const struct hc_resp *r, void *arg)
 	free(x->error);
 	x->error = r->error ? strdup(r->error) : NULL;
 	x->timed_out = r->timed_out;
+	x->no_connection = r->no_connection;
 	x->returned = x->flag != NULL ? *x->flag : -1;
 }
 
@@ -476,6 +478,7 @@ test_limits(struct hc *hc)
 	ok(run_until(&x.done, 1, 3000) == 0, "hung request calls back");
 	ok(x.timed_out && x.status == 0 && x.error != NULL, "timed out: %s",
 	    x.error ? x.error : "-");
+	ok(!x.no_connection, "timed out: it had connected");
 	res_clear(&x);
 
 	/* Connection refused, on TCP and on a missing unix socket. */
@@ -486,6 +489,7 @@ test_limits(struct hc *hc)
 	run_until(&x.done, 1, 2000);
 	ok(x.status == 0 && x.error != NULL && !x.timed_out,
 	    "connection refused: %s", x.error ? x.error : "-");
+	ok(x.no_connection, "connection refused: no_connection");
 	res_clear(&x);
 	o.url = "http://x/";
 	o.unix_path = "/nonexistent/sandpool-test.sock";
@@ -493,6 +497,7 @@ test_limits(struct hc *hc)
 	run_until(&x.done, 1, 2000);
 	ok(x.status == 0 && x.error != NULL, "missing unix socket: %s",
 	    x.error ? x.error : "-");
+	ok(x.no_connection, "missing unix socket: no_connection");
 	res_clear(&x);
 
 	/* A request that cannot start fails from the loop too. */
