@@ -35,6 +35,7 @@
 #include "log.h"
 #include "pool.h"
 #include "store.h"
+#include "store_bench.h"
 #include "xmalloc.h"
 
 #define MAIN_MAX_HEADERS (16 * 1024)
@@ -53,6 +54,7 @@ struct main_ctx {
 	struct pool *pool;
 	struct event *sigterm;
 	struct event *sigint;
+	int bench_records; /* SANDPOOL_BENCH_RECORDS */
 	int stopping;
 };
 
@@ -179,6 +181,25 @@ main_on_pool_started(int err, const char *cause, void *arg)
 		    m->cfg->pool_size);
 }
 
+/*
+ * Benchmarks and tests only: SANDPOOL_BENCH_RECORDS=N in the environment
+ * asks for N synthetic warm records (no containers) to be preloaded before
+ * the pool starts. Returns N, or 0 when unset; exits if it is not a count.
+ */
+static int
+main_bench_records(void)
+{
+	const char *v = getenv("SANDPOOL_BENCH_RECORDS");
+	char *cause;
+	int n;
+
+	if (v == NULL || *v == '\0')
+		return 0;
+	if ((n = store_bench_count(v, &cause)) == -1)
+		fatalx("%s", cause);
+	return n;
+}
+
 /* dockerd answered the ping: build the pool and serve the RPC routes. */
 static void
 main_on_ping(const struct drv_reply *r, void *arg)
@@ -210,6 +231,12 @@ main_on_ping(const struct drv_reply *r, void *arg)
 	pp.warmup_timeout = cfg->warmup_timeout;
 	pp.keep_workspace = cfg->keep_workspace;
 	pp.watcher_interval = cfg->watcher_scan_interval;
+	if (m->bench_records > 0) {
+		store_bench_preload(m->store, &pp, m->bench_records);
+		log_warnx("bench: %d synthetic warm records without containers "
+			  "(SANDPOOL_BENCH_RECORDS)",
+		    m->bench_records);
+	}
 	m->pool = pool_new(m->base, m->hc, m->drv, m->store, &pp);
 	api_set_pool(m->api, m->pool);
 	log_info("docker: %s answers; instance %s", cfg->docker_host,
@@ -265,6 +292,7 @@ main_run(struct cfg *cfg)
 	    NULL)
 		fatalx("http: %s", cause);
 	main_check(cfg);
+	m.bench_records = main_bench_records();
 
 	if (main_mkdirs(cfg->run_dir, 0700) == -1)
 		fatal("cannot create SANDPOOL_RUN_DIR %s", cfg->run_dir);
