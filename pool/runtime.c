@@ -44,8 +44,14 @@ rt_call(struct hc *hc, const struct sbx *s, const char *method,
 	struct hc_req *r;
 
 	memset(&o, 0, sizeof o);
+	/*
+	 * Over the unix socket the host part names the sandbox: libcurl caps
+	 * connections per host name, and one name for every socket capped
+	 * the calls into all sandboxes together (4 at once in all).
+	 */
 	if (s->sock_path != NULL)
-		xasprintf(&url, "http://sandbox%s", path);
+		xasprintf(&url, "http://%s%s",
+		    s->session_id != NULL ? s->session_id : "sandbox", path);
 	else
 		xasprintf(&url, "%s%s", s->url != NULL ? s->url : "", path);
 	xasprintf(&auth, "Authorization: Bearer %s",
