@@ -47,10 +47,12 @@ rt_call(struct hc *hc, const struct sbx *s, const char *method,
 	/*
 	 * Over the unix socket the host part names the sandbox: libcurl caps
 	 * connections per host name, and one name for every socket capped
-	 * the calls into all sandboxes together (4 at once in all).
+	 * the calls into all sandboxes together (4 at once in all). Ten of
+	 * the id's characters tell sandboxes apart and keep libcurl's
+	 * per-character URL work small; a clash would only share the cap.
 	 */
 	if (s->sock_path != NULL)
-		xasprintf(&url, "http://%s%s",
+		xasprintf(&url, "http://%.10s%s",
 		    s->session_id != NULL ? s->session_id : "sandbox", path);
 	else
 		xasprintf(&url, "%s%s", s->url != NULL ? s->url : "", path);
