@@ -38,6 +38,7 @@
 #include "proxy.h"
 #include "sbtype.h"
 #include "store.h"
+#include "store_bench.h"
 #include "xmalloc.h"
 
 #define MAIN_HC_CONNS 4
@@ -63,6 +64,7 @@ struct main_ctx {
 	struct pool *pool;
 	struct event *sigterm;
 	struct event *sigint;
+	int bench_records; /* SANDPOOL_BENCH_RECORDS */
 	int stopping;
 };
 
@@ -199,6 +201,25 @@ main_on_pool_started(int err, const char *cause, void *arg)
 		    m->cfg->pool_size);
 }
 
+/*
+ * Benchmarks and tests only: SANDPOOL_BENCH_RECORDS=N in the environment
+ * asks for N synthetic warm records (no containers) to be preloaded before
+ * the pool starts. Returns N, or 0 when unset; exits if it is not a count.
+ */
+static int
+main_bench_records(void)
+{
+	const char *v = getenv("SANDPOOL_BENCH_RECORDS");
+	char *cause;
+	int n;
+
+	if (v == NULL || *v == '\0')
+		return 0;
+	if ((n = store_bench_count(v, &cause)) == -1)
+		fatalx("%s", cause);
+	return n;
+}
+
 /* Builds the pool and serves the RPC routes. */
 static void
 main_start_pool(struct main_ctx *m)
@@ -223,6 +244,12 @@ main_start_pool(struct main_ctx *m)
 	pp.warmup_timeout = cfg->warmup_timeout;
 	pp.keep_workspace = cfg->keep_workspace;
 	pp.watcher_interval = cfg->watcher_scan_interval;
+	if (m->bench_records > 0) {
+		store_bench_preload(m->store, &pp, m->bench_records);
+		log_warnx("bench: %d synthetic warm records without containers "
+			  "(SANDPOOL_BENCH_RECORDS)",
+		    m->bench_records);
+	}
 	m->pool = pool_new(m->base, m->rt_hc, m->drv, m->store, &pp);
 	api_set_pool(m->api, m->pool);
 	api_set_store(m->api, m->store);
@@ -367,6 +394,7 @@ main_run(struct cfg *cfg)
 	    NULL)
 		fatalx("http: %s", cause);
 	main_check(cfg);
+	m.bench_records = main_bench_records();
 
 	if (main_mkdirs(cfg->run_dir, 0700) == -1)
 		fatal("cannot create SANDPOOL_RUN_DIR %s", cfg->run_dir);
