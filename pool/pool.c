@@ -2008,7 +2008,7 @@ pool_create_from_pool(
 	q.op = STORE_POOL_CLAIM;
 	q.type = t->name;
 	q.session = m->session_ctx_id;
-	q.meta = meta;
+	q.meta = m->meta; /* checked: an object's text, "{}" at worst */
 	q.now = sbx_now();
 	store_run(p->store, &q, pool_claim_on_reply, c);
 	sbx_free(m);

@@ -547,8 +547,12 @@ store_mem_run(
 			if (s == NULL || s->state != SBX_WARM ||
 			    s->session_ctx_id != NULL)
 				continue; /* stale entry: skip it */
+			/*
+			 * The pool hands over meta already checked and the
+			 * session taken from it: no second parse here.
+			 */
 			if (q->meta != NULL)
-				sbx_set_meta(s, q->meta);
+				xstrset(&s->meta, q->meta);
 			if (q->session != NULL)
 				xstrset(&s->session_ctx_id, q->session);
 			if (s->session_ctx_id != NULL) {

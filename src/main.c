@@ -54,6 +54,7 @@
 #include "proxy.h"
 #include "sbtype.h"
 #include "store.h"
+#include "store_bench.h"
 #include "xmalloc.h"
 
 #define MAIN_HC_CONNS 4
@@ -79,6 +80,7 @@ struct main_ctx {
 	struct pool *pool;
 	struct event *sigterm;
 	struct event *sigint;
+	int bench_records; /* SANDPOOL_BENCH_RECORDS */
 	int stopping;
 	int cleanup;	    /* AUTO_CLEANUP in this process */
 	int listen_fd;	    /* shared listener, or -1 */
@@ -253,6 +255,25 @@ main_store(struct event_base *base, const struct cfg *cfg)
 	return st;
 }
 
+/*
+ * Benchmarks and tests only: SANDPOOL_BENCH_RECORDS=N in the environment
+ * asks for N synthetic warm records (no containers) to be preloaded before
+ * the pool starts. Returns N, or 0 when unset; exits if it is not a count.
+ */
+static int
+main_bench_records(void)
+{
+	const char *v = getenv("SANDPOOL_BENCH_RECORDS");
+	char *cause;
+	int n;
+
+	if (v == NULL || *v == '\0')
+		return 0;
+	if ((n = store_bench_count(v, &cause)) == -1)
+		fatalx("%s", cause);
+	return n;
+}
+
 /* Builds the pool and serves the RPC routes. */
 static void
 main_start_pool(struct main_ctx *m)
@@ -282,6 +303,12 @@ main_start_pool(struct main_ctx *m)
 	pp.heartbeat_timeout = cfg->heartbeat_timeout;
 	pp.lock_ttl = cfg->heartbeat_lock_ttl;
 	pp.release_ttl = cfg->released_key_ttl;
+	if (m->bench_records > 0) {
+		store_bench_preload(m->store, &pp, m->bench_records);
+		log_warnx("bench: %d synthetic warm records without containers "
+			  "(SANDPOOL_BENCH_RECORDS)",
+		    m->bench_records);
+	}
 	m->pool = pool_new(m->base, m->rt_hc, m->drv, m->store, &pp);
 	api_set_pool(m->api, m->pool);
 	api_set_store(m->api, m->store);
@@ -464,6 +491,7 @@ main_worker(struct cfg *cfg, int fd, int cleanup)
 		main_check(cfg);
 		main_dirs(cfg);
 	}
+	m.bench_records = main_bench_records();
 
 	memset(&dp, 0, sizeof dp);
 	dp.endpoint = cfg->docker_host;

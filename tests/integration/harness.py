@@ -358,7 +358,8 @@ DEFAULT = object()  # "the server's own token"
 # What of the test's environment the server may see; everything else (a
 # developer's BEARER_TOKEN, POOL_SIZE, ...) would change its configuration.
 _PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "DOCKER_HOST",
-             "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+             "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
+             "SANDPOOL_BENCH_RECORDS")
 
 
 def server_env():
