@@ -17,6 +17,21 @@ static struct cfg fuzz_cfg;
 static char *fuzz_roots[2];
 static char fuzz_root[PATH_MAX];
 
+/* Removes the root and its entries at exit. */
+static void
+fuzz_cleanup(void)
+{
+	char path[PATH_MAX + 32];
+
+	snprintf(path, sizeof path, "%s/up", fuzz_root);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/a/b", fuzz_root);
+	rmdir(path);
+	snprintf(path, sizeof path, "%s/a", fuzz_root);
+	rmdir(path);
+	rmdir(fuzz_root);
+}
+
 /* A root that exists: a private directory with a few entries. */
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -38,6 +53,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(path, sizeof path, "%s/up", fuzz_root);
 	if (symlink("/etc", path) != 0)
 		abort();
+	atexit(fuzz_cleanup);
 	fuzz_roots[0] = fuzz_root;
 	fuzz_cfg.mount_dir_roots = fuzz_roots;
 	fuzz_cfg.run_dir = "/run/sandpool";
