@@ -995,32 +995,11 @@ mcp_route_list_tools(struct ahttp_req *req, yajl_val body)
 		yajl_gen_map_open(g);
 		for (i = 0; i < s->ntools; i++) {
 			t = &s->tools[i];
-			json_gen_str(g, t->name);
-			yajl_gen_map_open(g);
-			json_gen_str(g, "name");
-			json_gen_str(g, t->name);
-			json_gen_str(g, "json_schema");
-			yajl_gen_map_open(g);
-			json_gen_str(g, "type");
-			json_gen_str(g, "function");
-			json_gen_str(g, "function");
-			yajl_gen_map_open(g);
-			json_gen_str(g, "name");
-			json_gen_str(g, t->name);
-			json_gen_str(g, "description");
-			json_gen_str(g, t->description);
-			json_gen_str(g, "parameters");
-			yajl_gen_map_open(g);
-			json_gen_str(g, "type");
-			json_gen_str(g, "object");
-			json_gen_str(g, "properties");
+			fstools_gen_entry_begin(g, t->name, t->description);
 			json_gen_raw(g, t->properties, strlen(t->properties));
 			json_gen_str(g, "required");
 			json_gen_raw(g, t->required, strlen(t->required));
-			yajl_gen_map_close(g);
-			yajl_gen_map_close(g);
-			yajl_gen_map_close(g);
-			yajl_gen_map_close(g);
+			fstools_gen_entry_end(g);
 		}
 		yajl_gen_map_close(g);
 	}
