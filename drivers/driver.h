@@ -16,73 +16,73 @@ struct drv;
 /* Error codes every driver maps its engine's errors to. */
 enum drv_err {
 	DRV_OK = 0,
-	DRV_ENOTFOUND,	/* no such container */
-	DRV_ENOIMAGE,	/* image missing */
-	DRV_ECONFLICT,	/* name in use, or state conflict */
-	DRV_EPORT,	/* host port already allocated (retry another) */
-	DRV_EINVAL,	/* engine refused the request as invalid */
-	DRV_EENGINE,	/* engine unreachable or internal error */
-	DRV_ETIMEOUT	/* deadline passed */
+	DRV_ENOTFOUND, /* no such container */
+	DRV_ENOIMAGE,  /* image missing */
+	DRV_ECONFLICT, /* name in use, or state conflict */
+	DRV_EPORT,     /* host port already allocated (retry another) */
+	DRV_EINVAL,    /* engine refused the request as invalid */
+	DRV_EENGINE,   /* engine unreachable or internal error */
+	DRV_ETIMEOUT   /* deadline passed */
 };
 
 /* A container to create. Pointers are borrowed for the call only. */
 struct drv_spec {
-	const char *name;		/* container name */
+	const char *name; /* container name */
 	const char *image;
-	const char *const *entrypoint;	/* NULL-terminated, or NULL */
-	const char *const *cmd;		/* NULL-terminated, or NULL */
-	const char *const *env;		/* NULL-terminated "K=V" */
-	const char *const *labels;	/* NULL-terminated key, value, ... */
-	const char *const *binds;	/* NULL-terminated "host:ctr:mode" */
-	const char *workdir;		/* or NULL */
-	const char *user;		/* "uid:gid" or NULL */
-	const char *network;		/* "bridge", "none", or NULL */
-	int private_port;		/* container TCP port to publish, 0 none */
-	int host_port;			/* host port it is published on */
-	const char *host_ip;		/* "127.0.0.1" */
-	int64_t memory;			/* bytes, 0 = unlimited */
-	int64_t nano_cpus;		/* 0 = unlimited */
-	int64_t pids_limit;		/* 0 = unlimited */
-	int64_t shm_size;		/* 0 = engine default */
+	const char *const *entrypoint; /* NULL-terminated, or NULL */
+	const char *const *cmd;	       /* NULL-terminated, or NULL */
+	const char *const *env;	       /* NULL-terminated "K=V" */
+	const char *const *labels;     /* NULL-terminated key, value, ... */
+	const char *const *binds;      /* NULL-terminated "host:ctr:mode" */
+	const char *workdir;	       /* or NULL */
+	const char *user;	       /* "uid:gid" or NULL */
+	const char *network;	       /* "bridge", "none", or NULL */
+	int private_port;    /* container TCP port to publish, 0 none */
+	int host_port;	     /* host port it is published on */
+	const char *host_ip; /* "127.0.0.1" */
+	int64_t memory;	     /* bytes, 0 = unlimited */
+	int64_t nano_cpus;   /* 0 = unlimited */
+	int64_t pids_limit;  /* 0 = unlimited */
+	int64_t shm_size;    /* 0 = engine default */
 	int privileged;
-	int init;			/* run an init as PID 1 */
+	int init; /* run an init as PID 1 */
 	int readonly_rootfs;
-	const char *const *tmpfs;	/* NULL-terminated path, options, ... */
-	const char *const *cap_drop;	/* NULL-terminated */
-	const char *const *cap_add;	/* NULL-terminated */
+	const char *const *tmpfs;    /* NULL-terminated path, options, ... */
+	const char *const *cap_drop; /* NULL-terminated */
+	const char *const *cap_add;  /* NULL-terminated */
 	const char *const *security_opt; /* NULL-terminated */
-	const char *runtime;		/* OCI runtime or NULL */
+	const char *runtime;		 /* OCI runtime or NULL */
 };
 
 /* One container as listed or inspected. */
 struct drv_ctr {
 	char *id;
-	char *name;		/* without the leading '/' */
-	char *state;		/* "created", "running", "exited", ... */
-	char **labels;		/* NULL-terminated key, value, ... */
-	int host_port;		/* first published host port, 0 if none */
+	char *name;    /* without the leading '/' */
+	char *state;   /* "created", "running", "exited", ... */
+	char **labels; /* NULL-terminated key, value, ... */
+	int host_port; /* first published host port, 0 if none */
 	/* Inspect only (NULL from a list): */
-	char *image;		/* Config.Image */
-	char **env;		/* Config.Env, NULL-terminated "K=V" */
-	char **binds;		/* HostConfig.Binds, "host:ctr[:mode]" */
+	char *image;  /* Config.Image */
+	char **env;   /* Config.Env, NULL-terminated "K=V" */
+	char **binds; /* HostConfig.Binds, "host:ctr[:mode]" */
 };
 
 /* One engine event about a container. Everything is borrowed. */
 struct drv_event {
-	const char *action;	/* "die", "destroy", "oom", "start", ... */
-	const char *id;		/* container id */
-	char *const *attrs;	/* key, value, ..., NULL: labels, name, exitCode */
-	long long time_nano;	/* when, unix nanoseconds */
+	const char *action;  /* "die", "destroy", "oom", "start", ... */
+	const char *id;	     /* container id */
+	char *const *attrs;  /* key, value, ..., NULL: labels, name, exitCode */
+	long long time_nano; /* when, unix nanoseconds */
 };
 
 /* What an operation gives its callback. Everything is borrowed. */
 struct drv_reply {
 	enum drv_err err;
-	const char *msg;	/* engine's message on error, else NULL */
-	const char *id;		/* create: the new id */
+	const char *msg;	    /* engine's message on error, else NULL */
+	const char *id;		    /* create: the new id */
 	const struct drv_ctr *ctrs; /* inspect: one; list: nctrs */
 	size_t nctrs;
-	char *const *names;	/* runtimes: the OCI runtimes, nnames */
+	char *const *names; /* runtimes: the OCI runtimes, nnames */
 	size_t nnames;
 };
 
@@ -94,16 +94,16 @@ struct drv_events;
 
 /* How to reach the engine. */
 struct drv_params {
-	const char *endpoint;	/* "unix:///var/run/docker.sock" */
-	long timeout_ms;	/* per call deadline */
+	const char *endpoint; /* "unix:///var/run/docker.sock" */
+	long timeout_ms;      /* per call deadline */
 };
 
 /*
  * Opens a driver for the endpoint's engine on base, sharing the client hc.
  * Returns NULL with *cause (caller frees) when the endpoint is not usable.
  */
-struct drv *drv_open(struct event_base *, struct hc *,
-    const struct drv_params *, char **cause);
+struct drv *drv_open(
+    struct event_base *, struct hc *, const struct drv_params *, char **cause);
 void drv_close(struct drv *);
 /* The engine's name ("docker"). */
 const char *drv_name(const struct drv *);

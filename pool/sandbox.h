@@ -9,34 +9,34 @@
 #include <yajl/yajl_gen.h>
 
 enum sbx_state {
-	SBX_WARM = 0,	/* started, healthy, no session (pool or session-less) */
-	SBX_RUNNING,	/* bound to a session */
-	SBX_RECYCLED,	/* reaped; container gone */
-	SBX_REPLACED,	/* redirect stub */
-	SBX_RELEASED,	/* terminal */
+	SBX_WARM = 0, /* started, healthy, no session (pool or session-less) */
+	SBX_RUNNING,  /* bound to a session */
+	SBX_RECYCLED, /* reaped; container gone */
+	SBX_REPLACED, /* redirect stub */
+	SBX_RELEASED, /* terminal */
 	SBX_ERROR
 };
 
-#define SBX_ID_LEN 25		/* session_id: [0-9a-z]{25} */
-#define SBX_TOKEN_LEN 32	/* runtime_token: 32 lowercase hex */
-#define SBX_IDENTITY_MAX 128	/* longest identity a client may name */
+#define SBX_ID_LEN 25	     /* session_id: [0-9a-z]{25} */
+#define SBX_TOKEN_LEN 32     /* runtime_token: 32 lowercase hex */
+#define SBX_IDENTITY_MAX 128 /* longest identity a client may name */
 
 struct sbx {
 	char *session_id;
 	char *container_id;
-	char *container_name;	/* the identity: prefix + session_id */
-	char *url;		/* "http://localhost:<port>" or "" */
-	int port;		/* host port, 0 if none */
-	char *mount_dir;	/* host workspace dir, or NULL */
+	char *container_name; /* the identity: prefix + session_id */
+	char *url;	      /* "http://localhost:<port>" or "" */
+	int port;	      /* host port, 0 if none */
+	char *mount_dir;      /* host workspace dir, or NULL */
 	char *storage_path;
 	char *runtime_token;
-	char *version;		/* image URI */
-	char *meta;		/* JSON object text, never NULL ("{}") */
-	int timeout;		/* seconds for runtime calls */
+	char *version; /* image URI */
+	char *meta;    /* JSON object text, never NULL ("{}") */
+	int timeout;   /* seconds for runtime calls */
 	char *sandbox_type;
 	enum sbx_state state;
 	char *session_ctx_id;
-	double last_active_at;	/* unix seconds; 0 = null */
+	double last_active_at; /* unix seconds; 0 = null */
 	double recycled_at;
 	double released_at;
 	double updated_at;
@@ -44,10 +44,10 @@ struct sbx {
 	char *redirect_to;
 
 	/* sandpool's own, not part of get_info. */
-	char *sock_path;	/* runtime's unix socket on this host, or NULL */
-	char *run_dir;		/* per-sandbox host directory, or NULL */
-	char *instance;		/* owner instance id */
-	int stopped;		/* stopped through the API: a die is planned */
+	char *sock_path; /* runtime's unix socket on this host, or NULL */
+	char *run_dir;	 /* per-sandbox host directory, or NULL */
+	char *instance;	 /* owner instance id */
+	int stopped;	 /* stopped through the API: a die is planned */
 };
 
 struct sbx *sbx_new(void);

@@ -17,23 +17,23 @@ struct cfg {
 	int port;
 	int workers;
 	int debug;
-	char *bearer_token;		/* NULL or "" = auth off */
+	char *bearer_token; /* NULL or "" = auth off */
 
 	/* Manager. */
-	char **default_types;		/* NULL-terminated, at least one */
+	char **default_types; /* NULL-terminated, at least one */
 	int pool_size;
 	int auto_cleanup;
-	char *container_prefix;		/* CONTAINER_PREFIX_KEY */
-	char *deployment;		/* CONTAINER_DEPLOYMENT */
-	char *default_mount_dir;	/* absolute, or NULL when empty */
-	char **readonly_mounts;		/* NULL-terminated host, ctr, ... */
+	char *container_prefix;	 /* CONTAINER_PREFIX_KEY */
+	char *deployment;	 /* CONTAINER_DEPLOYMENT */
+	char *default_mount_dir; /* absolute, or NULL when empty */
+	char **readonly_mounts;	 /* NULL-terminated host, ctr, ... */
 	int allow_mount_dir;
-	char *storage_folder;		/* NULL when unset */
-	int port_lo, port_hi;		/* PORT_RANGE, hi exclusive */
+	char *storage_folder; /* NULL when unset */
+	int port_lo, port_hi; /* PORT_RANGE, hi exclusive */
 	int heartbeat_timeout;
 	int heartbeat_lock_ttl;
 	int watcher_scan_interval;
-	int released_key_ttl;		/* RELEASE_KET_TTL / RELEASED_KEY_TTL */
+	int released_key_ttl; /* RELEASE_KET_TTL / RELEASED_KEY_TTL */
 	int max_sandbox_instances;
 
 	/* Redis. */
@@ -46,32 +46,33 @@ struct cfg {
 	char *redis_port_key;
 	char *redis_pool_key;
 
-	/* Images and runtime calls (process environment in the Python server). */
-	char *image_registry;		/* RUNTIME_SANDBOX_REGISTRY */
-	char *image_namespace;		/* RUNTIME_SANDBOX_IMAGE_NAMESPACE */
-	char *image_tag;		/* RUNTIME_SANDBOX_IMAGE_TAG */
-	int runtime_timeout;		/* RUNTIME_SANDBOX_TIMEOUT, seconds */
-	char *docker_host;		/* DOCKER_HOST, "unix:///..." */
+	/* Images and runtime calls (process environment in the Python server).
+	 */
+	char *image_registry;  /* RUNTIME_SANDBOX_REGISTRY */
+	char *image_namespace; /* RUNTIME_SANDBOX_IMAGE_NAMESPACE */
+	char *image_tag;       /* RUNTIME_SANDBOX_IMAGE_TAG */
+	int runtime_timeout;   /* RUNTIME_SANDBOX_TIMEOUT, seconds */
+	char *docker_host;     /* DOCKER_HOST, "unix:///..." */
 
 	/* sandpool's own keys. */
-	char *agent_path;		/* SANDPOOL_AGENT */
-	char *run_dir;			/* SANDPOOL_RUN_DIR */
-	char *instance_id;		/* SANDPOOL_INSTANCE_ID */
-	char *publish_host;		/* SANDPOOL_PUBLISH_HOST */
-	int docker_timeout;		/* SANDPOOL_DOCKER_TIMEOUT, seconds */
-	int warmup_timeout;		/* SANDPOOL_WARMUP_TIMEOUT, seconds */
-	int refill_concurrency;		/* SANDPOOL_REFILL_CONCURRENCY */
-	long max_body;			/* SANDPOOL_MAX_BODY, bytes */
-	int keep_workspace;		/* SANDPOOL_KEEP_WORKSPACE */
-	long max_headers;		/* SANDPOOL_MAX_HEADERS, bytes */
-	int max_connections;		/* SANDPOOL_MAX_CONNECTIONS */
-	int idle_timeout;		/* SANDPOOL_IDLE_TIMEOUT, seconds */
-	int request_timeout;		/* SANDPOOL_REQUEST_TIMEOUT, seconds */
-	int allow_no_auth;		/* SANDPOOL_ALLOW_NO_AUTH */
-	int allow_cleanup;		/* SANDPOOL_ALLOW_CLEANUP_ROUTE */
-	char **mount_dir_roots;		/* SANDPOOL_MOUNT_DIR_ROOTS, resolved */
-	int lease_ttl;			/* SANDPOOL_LEASE_TTL, seconds */
-	int redis_timeout_ms;		/* SANDPOOL_REDIS_TIMEOUT, ms */
+	char *agent_path;	/* SANDPOOL_AGENT */
+	char *run_dir;		/* SANDPOOL_RUN_DIR */
+	char *instance_id;	/* SANDPOOL_INSTANCE_ID */
+	char *publish_host;	/* SANDPOOL_PUBLISH_HOST */
+	int docker_timeout;	/* SANDPOOL_DOCKER_TIMEOUT, seconds */
+	int warmup_timeout;	/* SANDPOOL_WARMUP_TIMEOUT, seconds */
+	int refill_concurrency; /* SANDPOOL_REFILL_CONCURRENCY */
+	long max_body;		/* SANDPOOL_MAX_BODY, bytes */
+	int keep_workspace;	/* SANDPOOL_KEEP_WORKSPACE */
+	long max_headers;	/* SANDPOOL_MAX_HEADERS, bytes */
+	int max_connections;	/* SANDPOOL_MAX_CONNECTIONS */
+	int idle_timeout;	/* SANDPOOL_IDLE_TIMEOUT, seconds */
+	int request_timeout;	/* SANDPOOL_REQUEST_TIMEOUT, seconds */
+	int allow_no_auth;	/* SANDPOOL_ALLOW_NO_AUTH */
+	int allow_cleanup;	/* SANDPOOL_ALLOW_CLEANUP_ROUTE */
+	char **mount_dir_roots; /* SANDPOOL_MOUNT_DIR_ROOTS, resolved */
+	int lease_ttl;		/* SANDPOOL_LEASE_TTL, seconds */
+	int redis_timeout_ms;	/* SANDPOOL_REDIS_TIMEOUT, ms */
 
 	/* Sandbox types, built-in plus --extension files. */
 	struct sbtypes *types;
@@ -79,8 +80,8 @@ struct cfg {
 
 /* Command-line inputs to the loader. */
 struct cfg_args {
-	const char *config_file;	/* --config, or NULL */
-	const char *const *extensions;	/* --extension files, NULL-terminated */
+	const char *config_file;       /* --config, or NULL */
+	const char *const *extensions; /* --extension files, NULL-terminated */
 };
 
 /*

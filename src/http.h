@@ -26,19 +26,19 @@ typedef void (*http_request_cb)(struct evhttp_request *, void *arg);
 typedef void (*http_stream_cb)(struct http_stream *, void *arg);
 
 struct http_params {
-	const char *host;    /* bind address (HOST) */
-	int port;	     /* PORT */
-	size_t max_body;     /* largest buffered request body, bytes */
-	size_t max_headers;  /* largest request header block, bytes */
-	int timeout;	     /* seconds a connection may stay silent */
-	int request_timeout; /* seconds to send a request once begun
-				(a stream: its head, and a body left
-				unread after its reply); 0 = no limit */
-	int max_connections; /* connections served at once (by this
-				process); 0 = no limit */
-	int fd;		     /* a bound, listening socket to use, or -1 */
-	const char *stream_prefix;  /* path prefix of streamed requests, or
-				       NULL for none */
+	const char *host;	   /* bind address (HOST) */
+	int port;		   /* PORT */
+	size_t max_body;	   /* largest buffered request body, bytes */
+	size_t max_headers;	   /* largest request header block, bytes */
+	int timeout;		   /* seconds a connection may stay silent */
+	int request_timeout;	   /* seconds to send a request once begun
+				      (a stream: its head, and a body left
+				      unread after its reply); 0 = no limit */
+	int max_connections;	   /* connections served at once (by this
+				      process); 0 = no limit */
+	int fd;			   /* a bound, listening socket to use, or -1 */
+	const char *stream_prefix; /* path prefix of streamed requests, or
+				      NULL for none */
 	const char *stream_methods; /* methods streamed: "GET PUT ..." */
 	http_stream_cb stream_cb;
 	void *stream_arg;
