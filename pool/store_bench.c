@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "pool.h"
 #include "sandbox.h"
 #include "sbtype.h"
@@ -69,6 +70,32 @@ store_bench_record(const struct pool_params *pp, const struct sbtype *t,
 	return s;
 }
 
+/* Counts the answers of a preload, to report the ones that failed. */
+struct store_bench_load {
+	int left, failed;
+	char *cause;
+};
+
+/* One preload command answered; the last one reports and frees. */
+static void
+store_bench_on_reply(const struct store_reply *r, void *arg)
+{
+	struct store_bench_load *l = arg;
+
+	if (r->err != STORE_OK && l->failed++ == 0)
+		l->cause = xstrdup(r->cause != NULL ? r->cause : "failed");
+	if (--l->left > 0)
+		return;
+	if (l->failed > 0)
+		log_warnx("bench: %d of the synthetic records' store commands "
+			  "failed: %s",
+		    l->failed, l->cause);
+	else
+		log_info("bench: synthetic records stored");
+	free(l->cause);
+	free(l);
+}
+
 /* Preloads n synthetic warm records. */
 void
 store_bench_preload(struct store *st, const struct pool_params *pp, int n)
@@ -77,21 +104,23 @@ store_bench_preload(struct store *st, const struct pool_params *pp, int n)
 	    ? pp->pool_types[0]
 	    : "base";
 	const struct sbtype *t = sbtypes_find(pp->types, type);
+	struct store_bench_load *l = xcalloc(1, sizeof *l);
 	struct store_req q;
 	struct sbx *s;
 	int i;
 
+	l->left = 2 * n;
 	for (i = 0; i < n; i++) {
 		s = store_bench_record(pp, t, type, i);
 		memset(&q, 0, sizeof q);
 		q.op = STORE_PUT;
 		q.rec = s;
-		store_run(st, &q, NULL, NULL);
+		store_run(st, &q, store_bench_on_reply, l);
 		memset(&q, 0, sizeof q);
 		q.op = STORE_POOL_PUSH;
 		q.type = type;
 		q.name = s->container_name;
-		store_run(st, &q, NULL, NULL);
+		store_run(st, &q, store_bench_on_reply, l);
 		sbx_free(s);
 	}
 }

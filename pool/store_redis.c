@@ -35,6 +35,11 @@
 #define SR_BACKOFF_MAX_MS 5000
 /* Ports tried when the bind probe finds a leased port in use. */
 #define SR_PROBE_TRIES 16
+/*
+ * Members a scan script looks at per call (SSCAN's COUNT): each call
+ * holds Redis for about a millisecond at most, so claims go between.
+ */
+#define SR_SCAN_BATCH 64
 
 enum sr_script {
 	SR_PUT,
@@ -474,6 +479,52 @@ sr_on_names(struct sr_cmd *c, redisReply *rep)
 	sr_op_finish(o);
 }
 
+/* Sends the next SSCAN batch of IDLE_SESSIONS or GC. */
+static void sr_scan_next(struct sr_op *, const char *cursor);
+
+/* IDLE_SESSIONS, GC: a batch's { cursor, names... }; on to the next. */
+static void
+sr_on_scan(struct sr_cmd *c, redisReply *rep)
+{
+	struct sr_op *o = c->op;
+	const redisReply *e;
+	size_t i;
+
+	if (sr_bad(c, rep))
+		return;
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+	    rep->element[0]->type != REDIS_REPLY_STRING) {
+		sr_op_fail(o, STORE_EUNAVAIL, "state store error: bad scan reply");
+		return;
+	}
+	o->names = xreallocarray(
+	    o->names, o->nnames + rep->elements, sizeof *o->names);
+	for (i = 1; i < rep->elements; i++) {
+		e = rep->element[i];
+		if (e->type == REDIS_REPLY_STRING)
+			o->names[o->nnames++] = xstrdup(e->str);
+	}
+	o->names[o->nnames] = NULL;
+	if (strcmp(rep->element[0]->str, "0") == 0 ||
+	    (o->q.op == STORE_GC && o->nnames >= (size_t)o->q.max)) {
+		sr_op_finish(o);
+		return;
+	}
+	sr_scan_next(o, rep->element[0]->str);
+}
+
+static void
+sr_scan_next(struct sr_op *o, const char *cursor)
+{
+	char before[32], count[16];
+	const char *args[3] = {before, cursor, count};
+
+	snprintf(before, sizeof before, "%.3f", o->q.before);
+	snprintf(count, sizeof count, "%d", SR_SCAN_BATCH);
+	sr_send_script(o, o->q.op == STORE_GC ? SR_GC : SR_IDLE_SESSIONS, args,
+	    3, sr_on_scan);
+}
+
 /* SESSION_GET: the JSON array of names. */
 static void
 sr_on_session(struct sr_cmd *c, redisReply *rep)
@@ -793,12 +844,9 @@ sr_op_start(struct sr_op *o)
 		return;
 	case STORE_IDLE_SESSIONS:
 	case STORE_GC:
-		snprintf(a, sizeof a, "%.3f", q->before);
-		snprintf(b, sizeof b, "%d", q->max > 0 ? q->max : 200);
-		args[0] = a;
-		args[1] = b;
-		sr_send_script(o, q->op == STORE_GC ? SR_GC : SR_IDLE_SESSIONS,
-		    args, 2, sr_on_names);
+		if (o->q.max <= 0)
+			o->q.max = 200;
+		sr_scan_next(o, "0");
 		return;
 	}
 	sr_op_fail(o, STORE_EUNAVAIL, "unknown store operation");

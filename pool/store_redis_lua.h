@@ -307,13 +307,20 @@
 "if redis.call('GET', ARGV[4]) == ARGV[5] then\n" \
 "  return redis.call('DEL', ARGV[4]) end\n" \
 "return 0\n"
+
 /*
- * IDLE_SESSIONS: before. Sessions with a running record whose heartbeat
- * (the largest last_active_at of its running records) is before it.
+ * The two scans below walk a set in SSCAN batches, one batch a call, so
+ * that no call holds Redis for long however many records there are; each
+ * returns { next cursor, names... } and the caller goes on until the
+ * cursor is "0".
  */
+
+/* IDLE_SESSIONS: before, cursor, count -> sessions whose heartbeat < before. */
 #define SRL_IDLE_SESSIONS SRL_PRELUDE \
 "local before, out = tonumber(ARGV[4]), {}\n" \
-"for _, s in ipairs(redis.call('SMEMBERS', P .. 'sessions')) do\n" \
+"local sc = redis.call('SSCAN', P .. 'sessions', ARGV[5], 'COUNT', ARGV[6])\n" \
+"out[1] = sc[1]\n" \
+"for _, s in ipairs(sc[2]) do\n" \
 "  local cur = redis.call('GET', 'session_mapping:' .. s)\n" \
 "  local ok, a = false, nil\n" \
 "  if cur then ok, a = pcall(cjson.decode, cur) end\n" \
@@ -333,14 +340,15 @@
 "return out\n"
 
 /*
- * GC: before, max. Deletes records released before it (released_at) or
- * replaced or in error before it (updated_at), at most max; returns their
- * names.
+ * GC: before, cursor, count. Deletes the records of the batch released
+ * before it (released_at) or replaced or in error before it (updated_at);
+ * returns their names.
  */
 #define SRL_GC SRL_PRELUDE \
-"local before, max, out = tonumber(ARGV[4]), tonumber(ARGV[5]), {}\n" \
-"for _, n in ipairs(redis.call('SMEMBERS', P .. 'records')) do\n" \
-"  if #out >= max then break end\n" \
+"local before, out = tonumber(ARGV[4]), {}\n" \
+"local sc = redis.call('SSCAN', P .. 'records', ARGV[5], 'COUNT', ARGV[6])\n" \
+"out[1] = sc[1]\n" \
+"for _, n in ipairs(sc[2]) do\n" \
 "  local st, j, o = rec(n)\n" \
 "  local t = nil\n" \
 "  if st == nil then redis.call('SREM', P .. 'records', n)\n" \

@@ -86,7 +86,7 @@ struct main_ctx {
 	int listen_fd;	    /* shared listener, or -1 */
 	int preflight;	    /* supervisor: check the engine, serve nothing */
 	int engine_checked; /* the supervisor checked the engine already */
-	struct event *ready_wait; /* cleanup: waiting for the store */
+	struct event *ready_wait; /* waiting for the store */
 	int ready_tries;
 };
 
@@ -274,14 +274,13 @@ main_bench_records(void)
 	return n;
 }
 
-/* Builds the pool and serves the RPC routes. */
+/* Builds the pool and serves the RPC routes (the store is made). */
 static void
-main_start_pool(struct main_ctx *m)
+main_build_pool(struct main_ctx *m)
 {
 	const struct cfg *cfg = m->cfg;
 	struct pool_params pp;
 
-	m->store = main_store(m->base, cfg);
 	memset(&pp, 0, sizeof pp);
 	pp.instance_id = cfg->instance_id;
 	pp.prefix = cfg->container_prefix;
@@ -316,6 +315,43 @@ main_start_pool(struct main_ctx *m)
 	log_info("docker: %s answers; instance %s", cfg->docker_host,
 	    cfg->instance_id);
 	pool_start(m->pool, main_on_pool_started, m);
+}
+
+/*
+ * Benchmarks only: synthetic records are loaded once the store answers,
+ * and before any request can reach the pool (one Redis connection keeps
+ * the order, so every claim comes after the records).
+ */
+static void
+main_on_bench_ready(evutil_socket_t fd, short what, void *arg)
+{
+	struct main_ctx *m = arg;
+	struct timeval tv = {0, 10000};
+
+	(void)fd;
+	(void)what;
+	if (m->stopping)
+		return;
+	if (!store_ready(m->store) && ++m->ready_tries < 1000) {
+		evtimer_add(m->ready_wait, &tv);
+		return;
+	}
+	main_build_pool(m);
+}
+
+/* Makes the store, then the pool. */
+static void
+main_start_pool(struct main_ctx *m)
+{
+	struct timeval tv = {0, 0};
+
+	m->store = main_store(m->base, m->cfg);
+	if (m->bench_records > 0 && !store_ready(m->store)) {
+		m->ready_wait = evtimer_new(m->base, main_on_bench_ready, m);
+		evtimer_add(m->ready_wait, &tv);
+		return;
+	}
+	main_build_pool(m);
 }
 
 /*
@@ -513,6 +549,8 @@ main_worker(struct cfg *cfg, int fd, int cleanup)
 	/* Reverse order; the API drops requests still waiting. */
 	event_free(m.sigint);
 	event_free(m.sigterm);
+	if (m.ready_wait != NULL)
+		event_free(m.ready_wait);
 	pool_free(m.pool);
 	api_free(m.api);
 	proxy_free(m.proxy);

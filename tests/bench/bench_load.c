@@ -90,8 +90,9 @@ struct load {
 	/* What. */
 	char *req;
 	size_t req_len;
-	int head;     /* HEAD: responses have no body */
-	long seq_off; /* -s: where the sequence number goes, or -1 */
+	int head;	    /* HEAD: responses have no body */
+	long seq_off;	    /* -s: where the sequence number goes, or -1 */
+	const char *expect; /* -e: text a 2xx response must contain */
 	/* How much. */
 	int nconns;
 	long count;	 /* requests to send in all; 0: by duration */
@@ -103,7 +104,7 @@ struct load {
 	int connect_failures; /* in a row */
 	/* Results. */
 	uint64_t t0, t_warm, t_last;
-	long ok, non2xx, errors, reconnects, dropped;
+	long ok, non2xx, unexpected, errors, reconnects, dropped;
 	uint64_t *samples; /* ns */
 	size_t nsamples, cap;
 	struct load_conn *conns;
@@ -332,7 +333,13 @@ load_conn_response(struct load_conn *c, size_t len, int status, int closes)
 	struct load *l = c->load;
 	uint64_t now = load_now();
 
-	if (status >= 200 && status < 300) {
+	if (status >= 200 && status < 300 && l->expect != NULL &&
+	    memmem(c->rbuf, len, l->expect, strlen(l->expect)) == NULL) {
+		l->unexpected++;
+		if (l->verbose)
+			fprintf(stderr, "bench_load: unexpected: %.*s\n",
+			    (int)(len < 512 ? len : 512), c->rbuf);
+	} else if (status >= 200 && status < 300) {
 		l->ok++;
 		load_sample(l, c->t_start, now);
 	} else
@@ -718,14 +725,17 @@ load_usage(FILE *f)
 	    "usage: bench_load [-c conns] [-d seconds | -n count] [-w warmup]\n"
 	    "                  [-m method] [-H 'Name: value']... [-b body | "
 	    "-B file]\n"
-	    "                  [-s] [-u unix-socket] [-o samples-file] [-v] "
-	    "target\n"
+	    "                  [-e text] [-s] [-u unix-socket] [-o "
+	    "samples-file] "
+	    "[-v] target\n"
 	    "target: http://host:port/path, or /path with -u\n"
 	    "-s: the first " LOAD_SEQ_MARK
 	    " in the body becomes each request's "
 	    "number\n"
+	    "-e: a 2xx response without text counts as unexpected\n"
 	    "Prints rps and latency p50/p99/max of the 2xx responses; exits 2 "
-	    "if any\nrequest failed or was answered other than 2xx.\n");
+	    "if any\nrequest failed, was answered other than 2xx, or was "
+	    "unexpected.\n");
 }
 
 int
@@ -745,7 +755,7 @@ main(int argc, char *argv[])
 	l.nconns = 1;
 	l.duration = 5;
 	l.seq_off = -1;
-	while ((ch = getopt(argc, argv, "b:B:c:d:hH:m:n:o:su:vw:")) != -1) {
+	while ((ch = getopt(argc, argv, "b:B:c:d:e:hH:m:n:o:su:vw:")) != -1) {
 		switch (ch) {
 		case 'b':
 			body = optarg;
@@ -753,6 +763,9 @@ main(int argc, char *argv[])
 			break;
 		case 'B':
 			body = load_read_file(optarg, &body_len);
+			break;
+		case 'e':
+			l.expect = optarg;
 			break;
 		case 'c':
 			l.nconns = (int)strtol(optarg, &end, 10);
@@ -856,22 +869,24 @@ main(int argc, char *argv[])
 
 		for (i = 0; i < l.nsamples; i++)
 			sum += (double)l.samples[i];
-		printf("bench_load: %ld ok, %ld non-2xx, %ld errors in %.3f s "
+		printf("bench_load: %ld ok, %ld non-2xx, %ld unexpected, %ld "
+		       "errors in %.3f s "
 		       "over %d connection%s: %.0f req/s; latency us: p50 %.1f "
 		       "p99 %.1f max %.1f mean %.1f\n",
-		    l.ok, l.non2xx, l.errors, secs, l.nconns,
+		    l.ok, l.non2xx, l.unexpected, l.errors, secs, l.nconns,
 		    l.nconns == 1 ? "" : "s",
 		    secs > 0 ? (double)l.nsamples / secs : 0, load_pct(&l, 50),
 		    load_pct(&l, 99),
 		    l.nsamples ? (double)l.samples[l.nsamples - 1] / 1000.0 : 0,
 		    l.nsamples ? sum / (double)l.nsamples / 1000.0 : 0);
-		printf("{\"ok\":%ld,\"non2xx\":%ld,\"errors\":%ld,"
+		printf("{\"ok\":%ld,\"non2xx\":%ld,\"unexpected\":%ld,"
+		       "\"errors\":%ld,"
 		       "\"reconnects\":%ld,\"samples\":%zu,\"seconds\":%.6f,"
 		       "\"rps\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
 		       "\"max_us\":%.1f,\"mean_us\":%.1f,\"conns\":%d}\n",
-		    l.ok, l.non2xx, l.errors, l.reconnects, l.nsamples, secs,
-		    secs > 0 ? (double)l.nsamples / secs : 0, load_pct(&l, 50),
-		    load_pct(&l, 99),
+		    l.ok, l.non2xx, l.unexpected, l.errors, l.reconnects,
+		    l.nsamples, secs, secs > 0 ? (double)l.nsamples / secs : 0,
+		    load_pct(&l, 50), load_pct(&l, 99),
 		    l.nsamples ? (double)l.samples[l.nsamples - 1] / 1000.0 : 0,
 		    l.nsamples ? sum / (double)l.nsamples / 1000.0 : 0,
 		    l.nconns);
@@ -897,5 +912,7 @@ main(int argc, char *argv[])
 	free(l.conns);
 	free(l.samples);
 	free(l.req);
-	return l.errors > 0 || l.non2xx > 0 || l.ok == 0 ? 2 : 0;
+	return l.errors > 0 || l.non2xx > 0 || l.unexpected > 0 || l.ok == 0
+	    ? 2
+	    : 0;
 }

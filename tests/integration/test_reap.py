@@ -5,7 +5,8 @@ port gone, record recycled, workspace kept); the next touch restores it on
 the same workspace and the old identity redirects; pool sandboxes are never
 reaped; release through the old identity; released and replaced records
 are collected after RELEASED_KEY_TTL; WATCHER_SCAN_INTERVAL=0 reaps
-nothing; redirect loops are reported. Workspaces: a restore refused at
+nothing; redirect loops are reported; the Redis watcher walks every
+SSCAN batch of hundreds of records and sessions. Workspaces: a restore refused at
 MAX_SANDBOX_INSTANCES leaves the reaped session's workspace, and a
 requested mount_dir (ALLOW_MOUNT_DIR) is reaped, restored on and released
 without ever being removed."""
@@ -177,9 +178,47 @@ def redirect_loop(db):
     s.stop()
 
 
+def scan_batches(db):
+    """The Redis watcher walks records and sessions in SSCAN batches: every
+    batch is looked at, whatever the set sizes."""
+    old = time.time() - 1000
+    n_released, n_sessions = 500, 300
+    for i in range(n_released):
+        n = "%sgc%023d" % (harness.PREFIX, i)
+        redis.call("SET", n, json.dumps({
+            "container_name": n, "session_id": n[-25:], "state": "released",
+            "released_at": old, "meta": {}, "ports": [], "url": ""}), db=db)
+        redis.call("SADD", "sandpool:records", n, db=db)
+    for i in range(n_sessions):
+        # Sessions whose sandboxes are gone: never idle, never reaped.
+        redis.call("SET", "session_mapping:decoy-%d" % i,
+                   json.dumps([harness.PREFIX + "gone%021d" % i]), db=db)
+        redis.call("SADD", "sandpool:sessions", "decoy-%d" % i, db=db)
+    s = server("redis", db, {"POOL_SIZE": 0})
+    a = s.call("create", sandbox_type="base",
+               meta={"session_ctx_id": "scan-redis"})
+    shell(s, a, "true")
+    ok = harness.wait_for(lambda: (info(s, a) or {}).get("state") ==
+                          "recycled", TIMEOUT + 15, 0.3)
+    t.ok(ok, "[redis] the one idle session among %d is found and reaped"
+         % (n_sessions + 1), info(s, a))
+
+    def left():
+        return sum(redis.call("EXISTS", "%sgc%023d" % (harness.PREFIX, i),
+                              db=db) for i in range(0, n_released, 7))
+    t.ok(harness.wait_for(lambda: left() == 0, 30, 0.5),
+         "[redis] %d released records are all collected, in passes of at "
+         "most 200" % n_released, left())
+    t.is_(redis.call("SCARD", "sandpool:sessions", db=db), n_sessions + 1,
+          "[redis] the other sessions are left alone")
+    s.call("release", identity=a)
+    s.stop()
+
+
 for i, store in enumerate(("memory", "redis")):
     t.run("lifecycle " + store, lifecycle, store, 5 + i)
     t.run("no watcher " + store, no_watcher, store, 7 + i)
     t.run("workspaces " + store, workspaces, store, 10 + i)
 t.run("redirect loop", redirect_loop, 9)
+t.run("scan batches", scan_batches, 12)
 sys.exit(t.done())
