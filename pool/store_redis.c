@@ -494,7 +494,8 @@ sr_on_scan(struct sr_cmd *c, redisReply *rep)
 		return;
 	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
 	    rep->element[0]->type != REDIS_REPLY_STRING) {
-		sr_op_fail(o, STORE_EUNAVAIL, "state store error: bad scan reply");
+		sr_op_fail(
+		    o, STORE_EUNAVAIL, "state store error: bad scan reply");
 		return;
 	}
 	o->names = xreallocarray(
