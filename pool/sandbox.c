@@ -174,6 +174,55 @@ sbx_gen(yajl_gen g, const struct sbx *s, int internal)
 	yajl_gen_map_close(g);
 }
 
+/* The text of an object's members: ',' + "k":v,... + ','. */
+static char *
+sbx_members(yajl_gen g)
+{
+	size_t len;
+	char *t = json_gen_done(g, &len);
+
+	/* {"k":v,...} -> ,"k":v,..., */
+	t[0] = ',';
+	t[len - 1] = ',';
+	return t;
+}
+
+void
+sbx_claim_patch(struct sbx_claim_patch *p, const char *meta,
+    const char *session, double now)
+{
+	yajl_gen g = json_gen_new();
+
+	if (meta == NULL || json_gen_raw(g, meta, strlen(meta)) != 0) {
+		yajl_gen_free(g);
+		g = json_gen_new();
+		yajl_gen_map_open(g);
+		yajl_gen_map_close(g);
+	}
+	p->meta = json_gen_done(g, NULL);
+	g = json_gen_new();
+	yajl_gen_map_open(g);
+	sbx_gen_kv(g, "state",
+	    sbx_state_name(session != NULL ? SBX_RUNNING : SBX_WARM));
+	sbx_gen_kv(g, "session_ctx_id", session);
+	sbx_gen_time(g, "last_active_at", session != NULL ? now : 0);
+	yajl_gen_map_close(g);
+	p->state = sbx_members(g);
+	g = json_gen_new();
+	yajl_gen_map_open(g);
+	sbx_gen_time(g, "updated_at", now);
+	yajl_gen_map_close(g);
+	p->updated = sbx_members(g);
+}
+
+void
+sbx_claim_patch_free(struct sbx_claim_patch *p)
+{
+	free(p->meta);
+	free(p->state);
+	free(p->updated);
+}
+
 /* Serialises the record. */
 char *
 sbx_to_json(const struct sbx *s, int internal, size_t *len)

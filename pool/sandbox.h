@@ -69,6 +69,21 @@ char *sbx_to_json(const struct sbx *, int internal, size_t *len);
 /* Parses a record (as sbx_to_json made it); NULL with *cause on error. */
 struct sbx *sbx_from_json(const char *, size_t, char **cause);
 
+/*
+ * What a claim changes in a warm record, as the text pieces that the Redis
+ * store's claim script splices into the record sbx_gen wrote (see
+ * SRL_CLAIM): meta ("{...}"), the state group
+ * (',"state":...,"session_ctx_id":...,"last_active_at":...,') and
+ * updated_at (',"updated_at":...,'). Made by sbx_gen's own emitters, so
+ * the spliced text is what sbx_gen writes for the bound record.
+ */
+struct sbx_claim_patch {
+	char *meta, *state, *updated;
+};
+void sbx_claim_patch(struct sbx_claim_patch *, const char *meta,
+    const char *session, double now);
+void sbx_claim_patch_free(struct sbx_claim_patch *);
+
 /* Sets meta to a copy of a JSON object text and mirrors session_ctx_id. */
 void sbx_set_meta(struct sbx *, const char *meta_json);
 

@@ -36,8 +36,9 @@
 /* Ports tried when the bind probe finds a leased port in use. */
 #define SR_PROBE_TRIES 16
 /*
- * Members a scan script looks at per call (SSCAN's COUNT): each call
- * holds Redis for about a millisecond at most, so claims go between.
+ * Watcher passes: index entries due, and members of the whole set swept,
+ * per call (SSCAN's COUNT), so that a call holds Redis about a
+ * millisecond at most, however many records and sessions there are.
  */
 #define SR_SCAN_BATCH 64
 
@@ -135,6 +136,7 @@ struct sr {
 	int warned;	  /* "unavailable" logged for this outage */
 	char *last_error; /* why the last connection failed */
 	TAILQ_HEAD(, sr_cmd) cmds;
+	char *idle_cursor, *gc_cursor; /* watcher sweeps: SSCAN cursors */
 
 	/* Parameters. */
 	char *host, *user, *password, *pool_key, *port_key, *instance;
@@ -421,6 +423,36 @@ sr_text(const redisReply *rep)
 	return "";
 }
 
+/* "1" if the record counts towards MAX_SANDBOX_INSTANCES, else "0". */
+static const char *
+sr_active(const struct sbx *s)
+{
+	return s->state == SBX_WARM || s->state == SBX_RUNNING ? "1" : "0";
+}
+
+/*
+ * A record's index entries (see store_redis_lua.h): its heartbeat when it
+ * runs in a session, and when it may be collected when it is released,
+ * replaced or in error; "" otherwise.
+ */
+static void
+sr_index_args(
+    const struct sbx *s, char *hb, size_t hblen, char *dead, size_t deadlen)
+{
+	double t = 0;
+
+	*hb = *dead = '\0';
+	if (s->state == SBX_RUNNING && s->session_ctx_id != NULL &&
+	    s->last_active_at > 0)
+		snprintf(hb, hblen, "%.6f", s->last_active_at);
+	if (s->state == SBX_RELEASED)
+		t = s->released_at > 0 ? s->released_at : s->updated_at;
+	else if (s->state == SBX_REPLACED || s->state == SBX_ERROR)
+		t = s->updated_at;
+	if (t > 0)
+		snprintf(dead, deadlen, "%.6f", t);
+}
+
 /* Replies with nothing to read: OK, or a script's status word. */
 static void
 sr_on_status(struct sr_cmd *c, redisReply *rep)
@@ -479,15 +511,13 @@ sr_on_names(struct sr_cmd *c, redisReply *rep)
 	sr_op_finish(o);
 }
 
-/* Sends the next SSCAN batch of IDLE_SESSIONS or GC. */
-static void sr_scan_next(struct sr_op *, const char *cursor);
-
-/* IDLE_SESSIONS, GC: a batch's { cursor, names... }; on to the next. */
+/* IDLE_SESSIONS, GC: { sweep cursor, names... }. */
 static void
 sr_on_scan(struct sr_cmd *c, redisReply *rep)
 {
 	struct sr_op *o = c->op;
 	const redisReply *e;
+	char **cursor;
 	size_t i;
 
 	if (sr_bad(c, rep))
@@ -498,32 +528,15 @@ sr_on_scan(struct sr_cmd *c, redisReply *rep)
 		    o, STORE_EUNAVAIL, "state store error: bad scan reply");
 		return;
 	}
-	o->names = xreallocarray(
-	    o->names, o->nnames + rep->elements, sizeof *o->names);
+	cursor = o->q.op == STORE_GC ? &o->r->gc_cursor : &o->r->idle_cursor;
+	xstrset(cursor, rep->element[0]->str);
+	o->names = xcalloc(rep->elements, sizeof *o->names);
 	for (i = 1; i < rep->elements; i++) {
 		e = rep->element[i];
 		if (e->type == REDIS_REPLY_STRING)
 			o->names[o->nnames++] = xstrdup(e->str);
 	}
-	o->names[o->nnames] = NULL;
-	if (strcmp(rep->element[0]->str, "0") == 0 ||
-	    (o->q.op == STORE_GC && o->nnames >= (size_t)o->q.max)) {
-		sr_op_finish(o);
-		return;
-	}
-	sr_scan_next(o, rep->element[0]->str);
-}
-
-static void
-sr_scan_next(struct sr_op *o, const char *cursor)
-{
-	char before[32], count[16];
-	const char *args[3] = {before, cursor, count};
-
-	snprintf(before, sizeof before, "%.3f", o->q.before);
-	snprintf(count, sizeof count, "%d", SR_SCAN_BATCH);
-	sr_send_script(o, o->q.op == STORE_GC ? SR_GC : SR_IDLE_SESSIONS, args,
-	    3, sr_on_scan);
+	sr_op_finish(o);
 }
 
 /* SESSION_GET: the JSON array of names. */
@@ -589,31 +602,47 @@ sr_on_claim_commit(struct sr_cmd *c, redisReply *rep)
 	sr_op_finish(o);
 }
 
-/* CLAIM step 1: a warm record was popped: bind it, then commit. */
+/*
+ * CLAIM: a warm record was popped and bound by the script, or (a record
+ * in another form) is this owner's pending claim: bind it, then commit.
+ */
 static void
 sr_on_claim(struct sr_cmd *c, redisReply *rep)
 {
 	struct sr_op *o = c->op;
-	const char *args[5];
-	char *cause = NULL, *json;
+	const char *args[7];
+	char *cause = NULL, *json, hb[32], dead[32];
+	const redisReply *rj;
 	struct sbx *s;
+	int bound;
 
 	if (sr_bad(c, rep))
 		return;
-	if (rep->type != REDIS_REPLY_STRING) {
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+	    rep->element[0]->type != REDIS_REPLY_INTEGER ||
+	    rep->element[1]->type != REDIS_REPLY_STRING) {
 		o->err = STORE_ENOENT;
 		sr_op_finish(o);
 		return;
 	}
-	if ((s = sbx_from_json(rep->str, rep->len, &cause)) == NULL) {
+	bound = rep->element[0]->integer == 1;
+	rj = rep->element[1];
+	if ((s = sbx_from_json(rj->str, rj->len, &cause)) == NULL) {
 		log_warnx("redis: claimed record: %s", cause);
 		free(cause);
 		o->err = STORE_ENOENT;
 		sr_op_finish(o);
 		return;
 	}
+	o->rec = s;
+	if (bound) {
+		/* Before the answer: a store loss must not make it poolable. */
+		sbx_mark_claimed(s);
+		sr_op_finish(o);
+		return;
+	}
 	if (o->meta != NULL)
-		sbx_set_meta(s, o->meta);
+		xstrset(&s->meta, o->meta); /* checked by the pool */
 	if (o->session != NULL)
 		xstrset(&s->session_ctx_id, o->session);
 	if (s->session_ctx_id != NULL) {
@@ -621,16 +650,18 @@ sr_on_claim(struct sr_cmd *c, redisReply *rep)
 		s->last_active_at = o->q.now;
 	}
 	s->updated_at = o->q.now;
-	o->rec = s;
 	/* Before the commit: a store loss must not make it poolable. */
 	sbx_mark_claimed(s);
 	json = sbx_to_json(s, 1, NULL);
+	sr_index_args(s, hb, sizeof hb, dead, sizeof dead);
 	args[0] = s->container_name;
 	args[1] = o->owner;
 	args[2] = json;
 	args[3] = "1";
 	args[4] = s->session_ctx_id != NULL ? s->session_ctx_id : "";
-	sr_send_script(o, SR_COMMIT, args, 5, sr_on_claim_commit);
+	args[5] = hb;
+	args[6] = dead;
+	sr_send_script(o, SR_COMMIT, args, 7, sr_on_claim_commit);
 	free(json);
 }
 
@@ -700,8 +731,9 @@ sr_op_start(struct sr_op *o)
 {
 	const struct store_req *q = &o->q;
 	struct sr *r = o->r;
-	char a[24], b[24], c[24], **argv;
+	char a[24], b[24], c[24], hb[32], dead[32], **argv;
 	const char *args[8] = {NULL}, *cmd[6];
+	struct sbx_claim_patch patch;
 	const struct sbx *s = o->rec;
 	char *json;
 	size_t i;
@@ -710,26 +742,16 @@ sr_op_start(struct sr_op *o)
 	case STORE_PUT:
 	case STORE_COMMIT:
 		json = sbx_to_json(s, 1, NULL);
+		sr_index_args(s, hb, sizeof hb, dead, sizeof dead);
 		args[0] = s->container_name;
-		if (q->op == STORE_PUT) {
-			args[1] = json;
-			args[2] =
-			    s->state == SBX_WARM || s->state == SBX_RUNNING
-			    ? "1"
-			    : "0";
-			args[3] = sr_expect(q);
-			sr_send_script(o, SR_PUT, args, 4, sr_on_status);
-		} else {
-			args[1] = o->owner;
-			args[2] = json;
-			args[3] =
-			    s->state == SBX_WARM || s->state == SBX_RUNNING
-			    ? "1"
-			    : "0";
-			args[4] =
-			    s->session_ctx_id != NULL ? s->session_ctx_id : "";
-			sr_send_script(o, SR_COMMIT, args, 5, sr_on_status);
-		}
+		args[1] = q->op == STORE_PUT ? json : o->owner;
+		args[2] = q->op == STORE_PUT ? sr_active(s) : json;
+		args[3] = q->op == STORE_PUT ? sr_expect(q) : sr_active(s);
+		args[4] = s->session_ctx_id != NULL ? s->session_ctx_id : "";
+		args[5] = hb;
+		args[6] = dead;
+		sr_send_script(o, q->op == STORE_PUT ? SR_PUT : SR_COMMIT, args,
+		    7, sr_on_status);
 		free(json);
 		return;
 	case STORE_GET:
@@ -759,11 +781,19 @@ sr_op_start(struct sr_op *o)
 		    args, 2, sr_on_integer);
 		return;
 	case STORE_POOL_CLAIM:
+		sbx_claim_patch(&patch, o->meta, o->session, q->now);
 		snprintf(a, sizeof a, "%ld", r->lease_ttl_ms);
+		snprintf(hb, sizeof hb, "%.6f", q->now);
 		args[0] = o->type;
 		args[1] = o->owner;
 		args[2] = a;
-		sr_send_script(o, SR_CLAIM, args, 3, sr_on_claim);
+		args[3] = patch.meta;
+		args[4] = patch.state;
+		args[5] = patch.updated;
+		args[6] = o->session != NULL ? o->session : "";
+		args[7] = o->session != NULL ? hb : "";
+		sr_send_script(o, SR_CLAIM, args, 8, sr_on_claim);
+		sbx_claim_patch_free(&patch);
 		return;
 	case STORE_POOL_COUNT:
 		args[0] = o->type;
@@ -845,9 +875,22 @@ sr_op_start(struct sr_op *o)
 		return;
 	case STORE_IDLE_SESSIONS:
 	case STORE_GC:
-		if (o->q.max <= 0)
-			o->q.max = 200;
-		sr_scan_next(o, "0");
+		/* The index part, then one sweep batch from the cursor. */
+		snprintf(a, sizeof a, "%.3f", q->before);
+		snprintf(b, sizeof b, "%d", SR_SCAN_BATCH);
+		snprintf(c, sizeof c, "%d", q->max > 0 ? q->max : 200);
+		args[0] = a;
+		if (q->op == STORE_GC) {
+			args[1] = r->gc_cursor != NULL ? r->gc_cursor : "0";
+			args[2] = b;
+			args[3] = c;
+			sr_send_script(o, SR_GC, args, 4, sr_on_scan);
+		} else {
+			args[1] = r->idle_cursor != NULL ? r->idle_cursor : "0";
+			args[2] = b;
+			sr_send_script(
+			    o, SR_IDLE_SESSIONS, args, 3, sr_on_scan);
+		}
 		return;
 	}
 	sr_op_fail(o, STORE_EUNAVAIL, "unknown store operation");
@@ -1128,6 +1171,8 @@ sr_free(struct store *st)
 	}
 	event_free(r->retry);
 	event_free(r->renew);
+	free(r->idle_cursor);
+	free(r->gc_cursor);
 	for (i = 0; i < SR_NSCRIPTS; i++)
 		free(r->sha[i]);
 	free(r->owner);

@@ -26,6 +26,9 @@
 "local function active(st) return st == 'warm' or st == 'running' end\n" \
 "local function elname(el)\n" \
 "  if string.sub(el, 1, 1) ~= '{' then return el end\n" \
+"  local n = string.match(el, '^{\"session_id\":[^,]*,\"container_id\":[^,]*,' ..\n" \
+"    '\"container_name\":\"([%w_.-]+)\",')\n" \
+"  if n then return n end\n" \
 "  local ok, o = pcall(cjson.decode, el)\n" \
 "  if ok and type(o) == 'table' and type(o.container_name) == 'string'\n" \
 "  then return o.container_name end\n" \
@@ -63,14 +66,26 @@
 "  end\n" \
 "  return n\n" \
 "end\n" \
-"local function set_rec(name, json, act)\n" \
+"local function hb_index(s, hb)\n" \
+"  local cur = redis.call('ZSCORE', P .. 'heartbeats', s)\n" \
+"  if not cur or tonumber(cur) < tonumber(hb) then\n" \
+"    redis.call('ZADD', P .. 'heartbeats', hb, s) end\n" \
+"end\n" \
+"local function set_rec(name, json, act, sess, hb, dead)\n" \
 "  redis.call('SET', name, json)\n" \
 "  redis.call('SADD', P .. 'records', name)\n" \
 "  if act == '1' then redis.call('SADD', P .. 'active', name)\n" \
 "  else redis.call('SREM', P .. 'active', name) end\n" \
+"  if sess ~= '' and hb ~= '' then hb_index(sess, hb) end\n" \
+"  if dead ~= '' then redis.call('ZADD', P .. 'dead', dead, name)\n" \
+"  else redis.call('ZREM', P .. 'dead', name) end\n" \
 "end\n"
 
-/* PUT: name, json, active (1/0), expected state or "". */
+/*
+ * PUT: name, json, active (1/0), expected state or "", then the record's
+ * index entries: session, heartbeat ("" unless running in a session),
+ * collect-after time ("" unless released, replaced or in error).
+ */
 #define SRL_PUT SRL_PRELUDE \
 "local name, json, act, expect = ARGV[4], ARGV[5], ARGV[6], ARGV[7]\n" \
 "if expect ~= '' then\n" \
@@ -78,13 +93,14 @@
 "  if st == nil then return 'NOENT' end\n" \
 "  if st ~= expect then return 'CONFLICT' end\n" \
 "end\n" \
-"set_rec(name, json, act)\n" \
+"set_rec(name, json, act, ARGV[8], ARGV[9], ARGV[10])\n" \
 "return 'OK'\n"
 
 /* DEL: name. */
 #define SRL_DEL SRL_PRELUDE \
 "redis.call('SREM', P .. 'records', ARGV[4])\n" \
 "redis.call('SREM', P .. 'active', ARGV[4])\n" \
+"redis.call('ZREM', P .. 'dead', ARGV[4])\n" \
 "return redis.call('DEL', ARGV[4])\n"
 
 /* POOL_PUSH: type, name (the record snapshot is pushed, as Python does). */
@@ -93,12 +109,31 @@
 "return redis.call('RPUSH', POOL .. ':' .. ARGV[4], j or ARGV[5])\n"
 
 /*
- * CLAIM: type, owner, ttl ms. Pops until a record that is still warm and
- * unbound; it becomes a "claim" pending entry of owner until COMMIT binds
- * it (a dead owner's claim goes back to the pool). Returns its JSON.
+ * CLAIM: type, owner, ttl ms, then the claim's pieces from
+ * sbx_claim_patch (meta, state group, updated_at), session, heartbeat.
+ * Pops until a record that is still warm and unbound, and binds it in
+ * place: its text as sbx_gen wrote it, with the pieces spliced in where
+ * sbx_gen puts them, is written back and the session maps to it; returns
+ * { 1, new JSON }. A warm record in any other form (written by another
+ * server) becomes a "claim" pending entry of owner instead, for the
+ * caller to bind and COMMIT (a dead owner's claim goes back to the pool);
+ * returns { 0, its JSON }.
  */
 #define SRL_CLAIM SRL_PRELUDE \
 "local typ, owner, ttl = ARGV[4], ARGV[5], ARGV[6]\n" \
+"local meta, stp, upd, sess, hb = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]\n" \
+"local function bind(j)\n" \
+"  local a, b = string.find(j, ',\"meta\":{},\"timeout\":', 1, true)\n" \
+"  if not a then return nil end\n" \
+"  local c, d = string.find(j, ',\"state\":\"warm\",\"session_ctx_id\":null,' ..\n" \
+"    '\"last_active_at\":null,', b, true)\n" \
+"  if not c then return nil end\n" \
+"  local e, f = string.find(j, ',\"updated_at\":[^,]*,', d)\n" \
+"  if not e then return nil end\n" \
+"  return string.sub(j, 1, a - 1) .. ',\"meta\":' .. meta .. ',\"timeout\":' ..\n" \
+"    string.sub(j, b + 1, c - 1) .. stp .. string.sub(j, d + 1, e - 1) ..\n" \
+"    upd .. string.sub(j, f + 1)\n" \
+"end\n" \
 "for _ = 1, 64 do\n" \
 "  local el = redis.call('LPOP', POOL .. ':' .. typ)\n" \
 "  if not el then return false end\n" \
@@ -107,10 +142,16 @@
 "    local st, j, o = rec(name)\n" \
 "    if st == 'warm' and nul(o.session_ctx_id) and\n" \
 "       redis.call('HEXISTS', P .. 'pending', name) == 0 then\n" \
+"      local nj = bind(j)\n" \
+"      if nj then\n" \
+"        set_rec(name, nj, '1', sess, hb, '')\n" \
+"        if sess ~= '' then sess_add(sess, name) end\n" \
+"        return { 1, nj }\n" \
+"      end\n" \
 "      redis.call('HSET', P .. 'pending', name, 'claim ' .. typ .. ' ' .. owner)\n" \
 "      if redis.call('EXISTS', P .. 'owner:' .. owner) == 0 then\n" \
 "        redis.call('SET', P .. 'owner:' .. owner, '1', 'PX', ttl) end\n" \
-"      return j\n" \
+"      return { 0, j }\n" \
 "    end\n" \
 "  end\n" \
 "end\n" \
@@ -213,8 +254,9 @@
 "return 'OK'\n"
 
 /*
- * COMMIT: name, owner, json, active, session. Fenced: only while the
- * pending entry is still this owner's. A fill is pushed to its pool.
+ * COMMIT: name, owner, json, active, session, heartbeat, collect-after
+ * time (as PUT). Fenced: only while the pending entry is still this
+ * owner's. A fill is pushed to its pool.
  */
 #define SRL_COMMIT SRL_PRELUDE \
 "local name, owner, json, act, sess = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]\n" \
@@ -222,7 +264,7 @@
 "if not kind or o ~= owner then return 'FENCED' end\n" \
 "redis.call('HDEL', P .. 'pending', name)\n" \
 "if kind == 'fill' then redis.call('SREM', P .. 'warming:' .. typ, name) end\n" \
-"set_rec(name, json, act)\n" \
+"set_rec(name, json, act, sess, ARGV[9], ARGV[10])\n" \
 "if kind == 'fill' then redis.call('RPUSH', POOL .. ':' .. typ, json) end\n" \
 "if sess ~= '' then sess_add(sess, name) end\n" \
 "return 'OK'\n"
@@ -309,59 +351,83 @@
 "return 0\n"
 
 /*
- * The two scans below walk a set in SSCAN batches, one batch a call, so
- * that no call holds Redis for long however many records there are; each
- * returns { next cursor, names... } and the caller goes on until the
- * cursor is "0".
+ * The two watcher scripts below find their work in an index (a sorted set
+ * kept by PUT and COMMIT), so a pass costs what it finds, not what Redis
+ * holds. Each also sweeps one SSCAN batch of the whole set from the
+ * cursor it is given, for entries the index lacks (written by another
+ * server, or by hand), and returns { next cursor, names... }.
  */
 
-/* IDLE_SESSIONS: before, cursor, count -> sessions whose heartbeat < before. */
+/*
+ * IDLE_SESSIONS: before, cursor, count -> sessions with a running sandbox
+ * whose latest heartbeat is before it. Each session looked at gets its
+ * true heartbeat in the index, or leaves it when nothing of it runs.
+ */
 #define SRL_IDLE_SESSIONS SRL_PRELUDE \
-"local before, out = tonumber(ARGV[4]), {}\n" \
-"local sc = redis.call('SSCAN', P .. 'sessions', ARGV[5], 'COUNT', ARGV[6])\n" \
-"out[1] = sc[1]\n" \
-"for _, s in ipairs(sc[2]) do\n" \
+"local before, H, out = tonumber(ARGV[4]), P .. 'heartbeats', {'0'}\n" \
+"local function idle(s)\n" \
 "  local cur = redis.call('GET', 'session_mapping:' .. s)\n" \
 "  local ok, a = false, nil\n" \
 "  if cur then ok, a = pcall(cjson.decode, cur) end\n" \
+"  local hb = 0\n" \
 "  if ok and type(a) == 'table' then\n" \
-"    local hb, run = 0, false\n" \
 "    for _, n in ipairs(a) do\n" \
 "      local st, j, o = rec(n)\n" \
 "      if st == 'running' then\n" \
-"        run = true\n" \
-"        local t = tonumber(o.last_active_at)\n" \
-"        if t and t > hb then hb = t end\n" \
+"        local t = tonumber(o.last_active_at) or 0\n" \
+"        if t > hb then hb = t end\n" \
 "      end\n" \
 "    end\n" \
-"    if run and hb > 0 and hb < before then table.insert(out, s) end\n" \
 "  end\n" \
+"  if hb == 0 then redis.call('ZREM', H, s) return false end\n" \
+"  redis.call('ZADD', H, hb, s)\n" \
+"  return hb < before\n" \
+"end\n" \
+"for _, s in ipairs(redis.call('ZRANGEBYSCORE', H, '-inf', '(' .. ARGV[4],\n" \
+"    'LIMIT', 0, ARGV[6])) do\n" \
+"  if idle(s) then table.insert(out, s) end\n" \
+"end\n" \
+"local sc = redis.call('SSCAN', P .. 'sessions', ARGV[5], 'COUNT', ARGV[6])\n" \
+"out[1] = sc[1]\n" \
+"for _, s in ipairs(sc[2]) do\n" \
+"  if not redis.call('ZSCORE', H, s) and idle(s) then\n" \
+"    table.insert(out, s) end\n" \
 "end\n" \
 "return out\n"
 
 /*
- * GC: before, cursor, count. Deletes the records of the batch released
- * before it (released_at) or replaced or in error before it (updated_at);
- * returns their names.
+ * GC: before, cursor, count, max. Deletes (at most max) records released
+ * before it (released_at) or replaced or in error before it (updated_at),
+ * unless a create holds them; returns their names.
  */
 #define SRL_GC SRL_PRELUDE \
-"local before, out = tonumber(ARGV[4]), {}\n" \
-"local sc = redis.call('SSCAN', P .. 'records', ARGV[5], 'COUNT', ARGV[6])\n" \
-"out[1] = sc[1]\n" \
-"for _, n in ipairs(sc[2]) do\n" \
+"local before, D, out = tonumber(ARGV[4]), P .. 'dead', {'0'}\n" \
+"local max = tonumber(ARGV[7])\n" \
+"local function collect(n)\n" \
 "  local st, j, o = rec(n)\n" \
 "  local t = nil\n" \
 "  if st == nil then redis.call('SREM', P .. 'records', n)\n" \
 "  elseif st == 'released' then t = tonumber(o.released_at)\n" \
 "  elseif st == 'replaced' or st == 'error' then\n" \
 "    t = tonumber(o.updated_at) end\n" \
-"  if t and t < before and redis.call('HEXISTS', P .. 'pending', n) == 0\n" \
-"  then\n" \
-"    redis.call('DEL', n)\n" \
-"    redis.call('SREM', P .. 'records', n)\n" \
-"    redis.call('SREM', P .. 'active', n)\n" \
-"    table.insert(out, n)\n" \
-"  end\n" \
+"  if not t then redis.call('ZREM', D, n) return end\n" \
+"  if t >= before or redis.call('HEXISTS', P .. 'pending', n) == 1 then\n" \
+"    redis.call('ZADD', D, t, n) return end\n" \
+"  redis.call('DEL', n)\n" \
+"  redis.call('SREM', P .. 'records', n)\n" \
+"  redis.call('SREM', P .. 'active', n)\n" \
+"  redis.call('ZREM', D, n)\n" \
+"  table.insert(out, n)\n" \
+"end\n" \
+"for _, n in ipairs(redis.call('ZRANGEBYSCORE', D, '-inf', '(' .. ARGV[4],\n" \
+"    'LIMIT', 0, max)) do\n" \
+"  collect(n)\n" \
+"end\n" \
+"local sc = redis.call('SSCAN', P .. 'records', ARGV[5], 'COUNT', ARGV[6])\n" \
+"out[1] = sc[1]\n" \
+"for _, n in ipairs(sc[2]) do\n" \
+"  if #out > max then break end\n" \
+"  if not redis.call('ZSCORE', D, n) then collect(n) end\n" \
 "end\n" \
 "return out\n"
 /* clang-format on */

@@ -10,104 +10,110 @@
 #include "xmalloc.h"
 
 /*
- * Checks that arrays and objects nest at most JSON_MAX_DEPTH deep, so that
- * yajl's recursive tree code never runs out of stack on hostile input.
+ * Skips a string whose opening quote is behind p: returns what follows its
+ * closing quote, or NULL with *err set for a NUL byte or a \u0000 escape
+ * (yajl's tree keeps strings NUL-terminated, so "a\u0000b" would quietly
+ * become "a"). An unterminated string ends the text (yajl reports it).
  */
-static int
-json_depth_ok(const char *buf, size_t len)
+static const char *
+json_skip_string(const char *p, const char *end, const char **err)
 {
-	size_t i;
-	int depth = 0, in_str = 0, esc = 0;
+	const char *q;
 
-	for (i = 0; i < len; i++) {
-		char c = buf[i];
-
-		if (in_str) {
-			if (esc)
-				esc = 0;
-			else if (c == '\\')
-				esc = 1;
-			else if (c == '"')
-				in_str = 0;
-			continue;
+	for (;;) {
+		if ((q = memchr(p, '"', (size_t)(end - p))) == NULL)
+			return end;
+		/* The common case: no escape and no NUL before the quote. */
+		if (memchr(p, '\\', (size_t)(q - p)) == NULL &&
+		    memchr(p, '\0', (size_t)(q - p)) == NULL)
+			return q + 1;
+		for (; p < end; p++) {
+			if (*p == '"')
+				return p + 1;
+			if (*p == '\0') {
+				*err = "JSON text contains a NUL byte";
+				return NULL;
+			}
+			if (*p != '\\')
+				continue;
+			if (end - p >= 6 && memcmp(p + 1, "u0000", 5) == 0) {
+				*err = "a JSON string holds a NUL (\\u0000), "
+				       "which "
+				       "is not supported";
+				return NULL;
+			}
+			if (++p == end)
+				return end;
 		}
-		switch (c) {
-		case '"':
-			in_str = 1;
-			break;
-		case '[':
-		case '{':
-			if (++depth > JSON_MAX_DEPTH)
-				return 0;
-			break;
-		case ']':
-		case '}':
-			/* More closed than opened: not JSON, whatever follows.
-			 */
-			if (--depth < 0)
-				return 1;
-			break;
-		}
+		return end;
 	}
-	return 1;
 }
 
 /*
- * Whether a string of the text escapes a NUL (\u0000): yajl's tree keeps
- * strings NUL-terminated, so "a\u0000b" would quietly become "a".
+ * One pass over the text before yajl sees it: refuses NUL bytes, \u0000
+ * escapes, and arrays and objects nested deeper than JSON_MAX_DEPTH (so
+ * that yajl's recursive tree code never runs out of stack on hostile
+ * input). Returns NULL, or why the text is refused.
  */
-static int
-json_has_nul_escape(const char *buf, size_t len)
+static const char *
+json_prescan(const char *buf, size_t len, int *too_deep)
 {
-	size_t i;
-	int in_str = 0;
+	const char *p = buf, *end = buf + len, *err = NULL;
+	int depth = 0, counting = 1;
 
-	for (i = 0; i < len; i++) {
-		if (!in_str) {
-			in_str = buf[i] == '"';
-			continue;
-		}
-		if (buf[i] == '"')
-			in_str = 0;
-		else if (buf[i] == '\\' && i + 1 < len) {
-			if (buf[i + 1] == 'u' && i + 5 < len &&
-			    memcmp(buf + i + 2, "0000", 4) == 0)
-				return 1;
-			i++;
+	while (p < end) {
+		switch (*p++) {
+		case '"':
+			if ((p = json_skip_string(p, end, &err)) == NULL)
+				return err;
+			break;
+		case '\0':
+			return "JSON text contains a NUL byte";
+		case '[':
+		case '{':
+			if (counting && ++depth > JSON_MAX_DEPTH) {
+				*too_deep = 1;
+				return "too deep";
+			}
+			break;
+		case ']':
+		case '}':
+			/* More closed than opened: not JSON (yajl says so). */
+			if (counting && --depth < 0)
+				counting = 0;
+			break;
 		}
 	}
-	return 0;
+	return NULL;
 }
 
 /* Parses JSON text into a tree, refusing too deep nesting. */
 yajl_val
 json_parse(const char *buf, size_t len, char **cause)
 {
-	char err[256], *text;
+	char err[256], small[4096], *text;
+	const char *why;
+	int too_deep = 0;
 	yajl_val v;
 	size_t n;
 
 	*cause = NULL;
-	if (!json_depth_ok(buf, len)) {
-		xasprintf(
-		    cause, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
+	if ((why = json_prescan(buf, len, &too_deep)) != NULL) {
+		if (too_deep)
+			xasprintf(cause, "JSON nested deeper than %d levels",
+			    JSON_MAX_DEPTH);
+		else
+			*cause = xstrdup(why);
 		return NULL;
 	}
-	if (memchr(buf, '\0', len) != NULL) {
-		*cause = xstrdup("JSON text contains a NUL byte");
-		return NULL;
-	}
-	if (json_has_nul_escape(buf, len)) {
-		*cause = xstrdup("a JSON string holds a NUL (\\u0000), which "
-				 "is not supported");
-		return NULL;
-	}
-	text = xmalloc(len + 1);
+	/* yajl wants a C string; most texts fit on the stack. */
+	text = len < sizeof small ? small : xmalloc(len + 1);
 	memcpy(text, buf, len);
 	text[len] = '\0';
 	err[0] = '\0';
 	v = yajl_tree_parse(text, err, sizeof err);
-	free(text);
+	if (text != small)
+		free(text);
 	if (v == NULL) {
 		n = strcspn(err, "\n");
 		err[n] = '\0';

@@ -5,8 +5,8 @@ port gone, record recycled, workspace kept); the next touch restores it on
 the same workspace and the old identity redirects; pool sandboxes are never
 reaped; release through the old identity; released and replaced records
 are collected after RELEASED_KEY_TTL; WATCHER_SCAN_INTERVAL=0 reaps
-nothing; redirect loops are reported; the Redis watcher walks every
-SSCAN batch of hundreds of records and sessions. Workspaces: a restore refused at
+nothing; redirect loops are reported; the Redis watcher finds its work through
+its indexes, and sweeps what they lack a batch a pass. Workspaces: a restore refused at
 MAX_SANDBOX_INSTANCES leaves the reaped session's workspace, and a
 requested mount_dir (ALLOW_MOUNT_DIR) is reaped, restored on and released
 without ever being removed."""
@@ -178,11 +178,12 @@ def redirect_loop(db):
     s.stop()
 
 
-def scan_batches(db):
-    """The Redis watcher walks records and sessions in SSCAN batches: every
-    batch is looked at, whatever the set sizes."""
+def watcher_index(db):
+    """The Redis watcher finds idle sessions and dead records through the
+    indexes that PUT keeps, and sweeps the rest of Redis a batch a pass
+    for entries written by hand or by another server."""
     old = time.time() - 1000
-    n_released, n_sessions = 500, 300
+    n_released, n_sessions = 300, 300
     for i in range(n_released):
         n = "%sgc%023d" % (harness.PREFIX, i)
         redis.call("SET", n, json.dumps({
@@ -194,24 +195,52 @@ def scan_batches(db):
         redis.call("SET", "session_mapping:decoy-%d" % i,
                    json.dumps([harness.PREFIX + "gone%021d" % i]), db=db)
         redis.call("SADD", "sandpool:sessions", "decoy-%d" % i, db=db)
+    # A running sandbox of another server, idle for long: not indexed.
+    f = harness.PREFIX + "f" * 25
+    redis.call("SET", f, json.dumps({
+        "container_name": f, "session_id": "f" * 25, "state": "running",
+        "session_ctx_id": "foreign", "last_active_at": old,
+        "container_id": "0" * 64, "meta": {}, "ports": [], "url": ""}),
+        db=db)
+    redis.call("SADD", "sandpool:records", f, db=db)
+    redis.call("SET", "session_mapping:foreign", json.dumps([f]), db=db)
+    redis.call("SADD", "sandpool:sessions", "foreign", db=db)
     s = server("redis", db, {"POOL_SIZE": 0})
     a = s.call("create", sandbox_type="base",
                meta={"session_ctx_id": "scan-redis"})
     shell(s, a, "true")
+    hb = redis.call("ZSCORE", "sandpool:heartbeats", "scan-redis", db=db)
+    t.ok(hb is not None and abs(float(hb) - info(s, a)["last_active_at"])
+         < 0.01, "[redis] a touch indexes the session's heartbeat", hb)
     ok = harness.wait_for(lambda: (info(s, a) or {}).get("state") ==
                           "recycled", TIMEOUT + 15, 0.3)
-    t.ok(ok, "[redis] the one idle session among %d is found and reaped"
-         % (n_sessions + 1), info(s, a))
+    t.ok(ok, "[redis] the idle session among %d is found and reaped"
+         % (n_sessions + 2), info(s, a))
+    ok = harness.wait_for(lambda: (info(s, f) or {}).get("state") ==
+                          "recycled", 30, 0.3)
+    t.ok(ok, "[redis] so is an idle session the index lacks (the sweep)",
+         info(s, f))
+    t.ok(harness.wait_for(lambda: redis.call(
+        "ZSCORE", "sandpool:heartbeats", "scan-redis", db=db) is None, 10),
+        "[redis] a reaped session leaves the heartbeat index at the next "
+        "pass")
 
     def left():
         return sum(redis.call("EXISTS", "%sgc%023d" % (harness.PREFIX, i),
                               db=db) for i in range(0, n_released, 7))
-    t.ok(harness.wait_for(lambda: left() == 0, 30, 0.5),
-         "[redis] %d released records are all collected, in passes of at "
-         "most 200" % n_released, left())
-    t.is_(redis.call("SCARD", "sandpool:sessions", db=db), n_sessions + 1,
+    t.ok(harness.wait_for(lambda: left() == 0, 60, 0.5),
+         "[redis] %d released records the index lacks are all collected "
+         "by the sweep" % n_released, left())
+    t.is_(redis.call("SCARD", "sandpool:sessions", db=db), n_sessions + 2,
           "[redis] the other sessions are left alone")
-    s.call("release", identity=a)
+    t.is_(s.call("release", identity=a), True, "[redis] release")
+    new = (info(s, a) or {}).get("container_name")
+    st = redis.call("ZSCORE", "sandpool:dead", new or a, db=db)
+    t.ok(st is not None, "[redis] a released record is in the collect "
+         "index", (new, st))
+    t.ok(harness.wait_for(lambda: redis.call("ZCARD", "sandpool:dead",
+                                             db=db) == 0, 20, 0.5),
+         "[redis] and collected from it after RELEASED_KEY_TTL")
     s.stop()
 
 
@@ -220,5 +249,5 @@ for i, store in enumerate(("memory", "redis")):
     t.run("no watcher " + store, no_watcher, store, 7 + i)
     t.run("workspaces " + store, workspaces, store, 10 + i)
 t.run("redirect loop", redirect_loop, 9)
-t.run("scan batches", scan_batches, 12)
+t.run("watcher index", watcher_index, 12)
 sys.exit(t.done())

@@ -196,6 +196,9 @@ checks(const char *tag, int shared)
 		strcmp(got.rec->container_name, "f1") == 0 &&
 		got.rec->state == SBX_RUNNING && got.rec->last_active_at == 100,
 	    "%s: claim binds f1 to its session", tag);
+	ok(got.rec != NULL && got.rec->updated_at == 100 &&
+		strcmp(got.rec->meta, "{\"session_ctx_id\":\"sess\"}") == 0,
+	    "%s: with its meta and time", tag);
 	run((struct store_req){
 	    .op = STORE_POOL_CLAIM, .type = "base", .now = 100});
 	is_int(got.err, STORE_ENOENT, "%s: a second claim misses", tag);
@@ -389,6 +392,108 @@ reap_check(void)
 	redisFree(c);
 }
 
+/* A Redis string value (caller frees), or NULL. */
+static char *
+redis_get(redisContext *c, const char *key)
+{
+	redisReply *r = redisCommand(c, "GET %s", key);
+	char *v =
+	    r != NULL && r->type == REDIS_REPLY_STRING ? xstrdup(r->str) : NULL;
+
+	freeReplyObject(r);
+	return v;
+}
+
+/* A Redis integer reply. */
+static long long
+redis_int(redisContext *c, const char *fmt, const char *a, const char *b)
+{
+	redisReply *r = redisCommand(c, fmt, a, b);
+	long long v =
+	    r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+
+	freeReplyObject(r);
+	return v;
+}
+
+/*
+ * The one-call claim splices the binding into the record's text: the
+ * result must be what sbx_gen writes for the bound record. A record in
+ * another form is claimed in two steps (pending, then commit).
+ */
+static void
+claim_check(void)
+{
+	redisContext *c = redisConnect("127.0.0.1", redis_port);
+	const char *meta = "{\"session_ctx_id\":\"s2\",\"k\":[1,{\"a\":null},"
+			   "\"\\u00e9\\\"x\"]}";
+	struct sbx *s = rec("w1", SBX_WARM), *back;
+	char *text, *canon, *cause = NULL;
+	redisReply *r;
+
+	s->session_id = xstrdup("w1id");
+	s->port = 31001;
+	s->run_dir = xstrdup("/nonexistent/w1");
+	s->updated_at = 5.25;
+	run((struct store_req){.op = STORE_PUT, .rec = s});
+	sbx_free(s);
+	run((struct store_req){
+	    .op = STORE_POOL_PUSH, .type = "base", .name = "w1"});
+	run((struct store_req){.op = STORE_POOL_CLAIM,
+	    .type = "base",
+	    .session = "s2",
+	    .meta = meta,
+	    .now = 123.5});
+	ok(got.err == STORE_OK && got.rec != NULL &&
+		strcmp(got.rec->container_name, "w1") == 0 &&
+		got.rec->state == SBX_RUNNING &&
+		got.rec->last_active_at == 123.5 &&
+		got.rec->updated_at == 123.5 && got.rec->port == 31001 &&
+		strcmp(got.rec->session_ctx_id, "s2") == 0,
+	    "redis: a one-call claim binds the record");
+	text = redis_get(c, "w1");
+	back = text != NULL ? sbx_from_json(text, strlen(text), &cause) : NULL;
+	canon = back != NULL ? sbx_to_json(back, 1, NULL) : NULL;
+	ok(canon != NULL && strcmp(text, canon) == 0,
+	    "redis: its spliced text is what sbx_gen writes (%s)",
+	    text != NULL ? text : "none");
+	ok(back != NULL && back->meta != NULL && got.rec->meta != NULL &&
+		strcmp(back->meta, got.rec->meta) == 0,
+	    "redis: with the meta as given");
+	is_int(redis_int(c, "HEXISTS sandpool:pending %s", "w1", NULL), 0,
+	    "redis: and nothing pending");
+	r = redisCommand(c, "ZSCORE sandpool:heartbeats s2");
+	ok(r != NULL && r->type == REDIS_REPLY_STRING && atof(r->str) == 123.5,
+	    "redis: the session's heartbeat is indexed");
+	freeReplyObject(r);
+	free(text);
+	free(canon);
+	free(cause);
+	sbx_free(back);
+
+	/* Another server's record: other key order, a bare name pushed. */
+	freeReplyObject(redisCommand(c, "SET w2 %s",
+	    "{\"container_name\":\"w2\",\"state\":\"warm\",\"meta\":{},"
+	    "\"sandbox_type\":\"base\",\"session_ctx_id\":null,\"url\":\"\"}"));
+	freeReplyObject(redisCommand(c, "SADD sandpool:records w2"));
+	freeReplyObject(redisCommand(
+	    c, "RPUSH _runtime_sandbox_container_container_pool:base w2"));
+	run((struct store_req){.op = STORE_POOL_CLAIM,
+	    .type = "base",
+	    .session = "s3",
+	    .meta = "{\"session_ctx_id\":\"s3\"}",
+	    .now = 124});
+	ok(got.err == STORE_OK && got.rec != NULL &&
+		strcmp(got.rec->container_name, "w2") == 0 &&
+		got.rec->state == SBX_RUNNING,
+	    "redis: a record in another form is claimed in two steps");
+	is_int(redis_int(c, "HEXISTS sandpool:pending %s", "w2", NULL), 0,
+	    "redis: committed: nothing pending");
+	run((struct store_req){.op = STORE_SESSION_GET, .session = "s3"});
+	ok(got.nnames == 1 && has("w2"), "redis: and its session maps to it");
+	redisFree(c);
+}
+
 int
 main(void)
 {
@@ -424,6 +529,7 @@ main(void)
 		if (ok(wait_ready(), "redis: connected")) {
 			checks("redis", 1);
 			reap_check();
+			claim_check();
 		}
 		store_free(st);
 		redis_stop();
