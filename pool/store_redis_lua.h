@@ -51,6 +51,11 @@
 "local function sess_add(s, name)\n" \
 "  local k = 'session_mapping:' .. s\n" \
 "  local cur = redis.call('GET', k)\n" \
+"  if not cur and string.find(name, '^[%w_.-]+$') then\n" \
+"    redis.call('SET', k, '[\"' .. name .. '\"]')\n" \
+"    redis.call('SADD', P .. 'sessions', s)\n" \
+"    return\n" \
+"  end\n" \
 "  local a = {}\n" \
 "  if cur then local ok, v = pcall(cjson.decode, cur)\n" \
 "    if ok and type(v) == 'table' then a = v end end\n" \
@@ -112,22 +117,31 @@
  * CLAIM: type, owner, ttl ms, then the claim's pieces from
  * sbx_claim_patch (meta, state group, updated_at), session, heartbeat.
  * Pops until a record that is still warm and unbound, and binds it in
- * place: its text as sbx_gen wrote it, with the pieces spliced in where
- * sbx_gen puts them, is written back and the session maps to it; returns
+ * place. A record as sbx_gen writes it is recognised, warm and unbound,
+ * without decoding it: its container_name, an empty meta, then the state
+ * group of a warm unbound record, with no object opened before that
+ * group but meta's own "{}" (so they are top-level members: a value never
+ * holds an unescaped '"'). The pieces are spliced in where sbx_gen puts
+ * them, the text is written back and the session maps to it: returns
  * { 1, new JSON }. A warm record in any other form (written by another
  * server) becomes a "claim" pending entry of owner instead, for the
- * caller to bind and COMMIT (a dead owner's claim goes back to the pool);
+ * caller to bind and COMMIT (a dead owner's claim goes back to the pool):
  * returns { 0, its JSON }.
  */
 #define SRL_CLAIM SRL_PRELUDE \
 "local typ, owner, ttl = ARGV[4], ARGV[5], ARGV[6]\n" \
 "local meta, stp, upd, sess, hb = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]\n" \
-"local function bind(j)\n" \
-"  local a, b = string.find(j, ',\"meta\":{},\"timeout\":', 1, true)\n" \
-"  if not a then return nil end\n" \
-"  local c, d = string.find(j, ',\"state\":\"warm\",\"session_ctx_id\":null,' ..\n" \
-"    '\"last_active_at\":null,', b, true)\n" \
+"local M = ',\"meta\":{},\"timeout\":'\n" \
+"local W = ',\"state\":\"warm\",\"session_ctx_id\":null,\"last_active_at\":null,'\n" \
+"local function bind(name, j)\n" \
+"  local a, b = string.find(j, M, 1, true)\n" \
+"  if not a or string.find(j, '{', 2, true) ~= a + 8 then return nil end\n" \
+"  local n = string.find(j, ',\"container_name\":\"' .. name .. '\",', 1, true)\n" \
+"  if not n or n > a then return nil end\n" \
+"  local c, d = string.find(j, W, b, true)\n" \
 "  if not c then return nil end\n" \
+"  local o = string.find(j, '{', b, true)\n" \
+"  if o and o < d then return nil end\n" \
 "  local e, f = string.find(j, ',\"updated_at\":[^,]*,', d)\n" \
 "  if not e then return nil end\n" \
 "  return string.sub(j, 1, a - 1) .. ',\"meta\":' .. meta .. ',\"timeout\":' ..\n" \
@@ -138,16 +152,16 @@
 "  local el = redis.call('LPOP', POOL .. ':' .. typ)\n" \
 "  if not el then return false end\n" \
 "  local name = elname(el)\n" \
-"  if name then\n" \
+"  if name and redis.call('HEXISTS', P .. 'pending', name) == 0 then\n" \
+"    local j = redis.call('GET', name)\n" \
+"    local nj = j and bind(name, j)\n" \
+"    if nj then\n" \
+"      set_rec(name, nj, '1', sess, hb, '')\n" \
+"      if sess ~= '' then sess_add(sess, name) end\n" \
+"      return { 1, nj }\n" \
+"    end\n" \
 "    local st, j, o = rec(name)\n" \
-"    if st == 'warm' and nul(o.session_ctx_id) and\n" \
-"       redis.call('HEXISTS', P .. 'pending', name) == 0 then\n" \
-"      local nj = bind(j)\n" \
-"      if nj then\n" \
-"        set_rec(name, nj, '1', sess, hb, '')\n" \
-"        if sess ~= '' then sess_add(sess, name) end\n" \
-"        return { 1, nj }\n" \
-"      end\n" \
+"    if st == 'warm' and nul(o.session_ctx_id) then\n" \
 "      redis.call('HSET', P .. 'pending', name, 'claim ' .. typ .. ' ' .. owner)\n" \
 "      if redis.call('EXISTS', P .. 'owner:' .. owner) == 0 then\n" \
 "        redis.call('SET', P .. 'owner:' .. owner, '1', 'PX', ttl) end\n" \
