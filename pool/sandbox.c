@@ -5,11 +5,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/time.h>
 #include <unistd.h>
+
+#include <yajl/yajl_parse.h>
 
 #include "json.h"
 #include "log.h"
@@ -233,105 +236,387 @@ sbx_to_json(const struct sbx *s, int internal, size_t *len)
 	return json_gen_done(g, len);
 }
 
-/* Copies a string member (or NULL) into *dst. */
-static void
-sbx_take_str(yajl_val o, const char *k, char **dst)
+/*
+ * Reading a record is on the path of every store lookup, so it is one
+ * pass of yajl's event parser into the struct, with no tree: each member
+ * of the record (and of its "_sandpool") is looked up in a table; the
+ * first occurrence of a key decides, as a lookup in a tree would; meta,
+ * when an object, is re-generated as it is read.
+ */
+enum sbx_kind {
+	SBX_K_STR,   /* a string, or left NULL */
+	SBX_K_TIME,  /* a number of seconds, else 0 */
+	SBX_K_INT,   /* an integer (timeout) */
+	SBX_K_STATE, /* a state name; missing or not a string: running */
+	SBX_K_PORTS, /* an array: its first integer or string */
+	SBX_K_META,  /* an object, re-generated */
+	SBX_K_INNER, /* "_sandpool": an object of the fields below */
+	SBX_K_BOOL,
+	SBX_K_SKIP
+};
+
+struct sbx_field {
+	const char *key;
+	enum sbx_kind kind;
+	size_t off;
+};
+
+#define SBX_F(k, kind, m)                                                      \
+	{                                                                      \
+		k, kind, offsetof(struct sbx, m)                               \
+	}
+static const struct sbx_field sbx_fields[] = {
+    SBX_F("session_id", SBX_K_STR, session_id),
+    SBX_F("container_id", SBX_K_STR, container_id),
+    SBX_F("container_name", SBX_K_STR, container_name),
+    SBX_F("url", SBX_K_STR, url),
+    SBX_F("ports", SBX_K_PORTS, port),
+    SBX_F("mount_dir", SBX_K_STR, mount_dir),
+    SBX_F("storage_path", SBX_K_STR, storage_path),
+    SBX_F("runtime_token", SBX_K_STR, runtime_token),
+    SBX_F("version", SBX_K_STR, version),
+    SBX_F("meta", SBX_K_META, meta),
+    SBX_F("timeout", SBX_K_INT, timeout),
+    SBX_F("sandbox_type", SBX_K_STR, sandbox_type),
+    SBX_F("state", SBX_K_STATE, state),
+    SBX_F("session_ctx_id", SBX_K_STR, session_ctx_id),
+    SBX_F("last_active_at", SBX_K_TIME, last_active_at),
+    SBX_F("recycled_at", SBX_K_TIME, recycled_at),
+    SBX_F("released_at", SBX_K_TIME, released_at),
+    SBX_F("updated_at", SBX_K_TIME, updated_at),
+    SBX_F("recycle_reason", SBX_K_STR, recycle_reason),
+    SBX_F("redirect_to", SBX_K_STR, redirect_to),
+    SBX_F("_sandpool", SBX_K_INNER, sock_path),
+};
+static const struct sbx_field sbx_inner_fields[] = {
+    SBX_F("sock_path", SBX_K_STR, sock_path),
+    SBX_F("run_dir", SBX_K_STR, run_dir),
+    SBX_F("instance", SBX_K_STR, instance),
+    SBX_F("stopped", SBX_K_BOOL, stopped),
+};
+#undef SBX_F
+#define SBX_NFIELDS (sizeof sbx_fields / sizeof *sbx_fields)
+#define SBX_NINNER (sizeof sbx_inner_fields / sizeof *sbx_inner_fields)
+
+struct sbx_reader {
+	struct sbx *s;
+	int depth;	/* containers open; inside the record: 1 */
+	int state_seen; /* state was a string */
+	const struct sbx_field *field; /* the member whose value comes next */
+	unsigned seen, inner_seen;     /* keys met (first occurrence decides) */
+	int inner_depth;	       /* depth of "_sandpool", or 0 */
+	int ports_depth, ports_done;   /* depth of "ports", or 0 */
+	yajl_gen meta;		       /* re-generating meta */
+	int meta_depth;		       /* depth of meta, or 0 */
+};
+
+/* Looks a key up in a table; NULL if it has none or met it already. */
+static const struct sbx_field *
+sbx_find(const struct sbx_field *t, size_t n, unsigned *seen,
+    const unsigned char *k, size_t len)
 {
-	xstrset(dst, json_get_str(o, k));
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strlen(t[i].key) == len && memcmp(t[i].key, k, len) == 0) {
+			if (*seen & (1u << i))
+				return NULL;
+			*seen |= 1u << i;
+			return &t[i];
+		}
+	return NULL;
 }
 
-/* Reads a number member as seconds (0 when null or missing). */
-static double
-sbx_take_time(yajl_val o, const char *k)
+/* The field a scalar at the current depth fills, or NULL. */
+static const struct sbx_field *
+sbx_target(struct sbx_reader *r)
 {
-	yajl_val v = json_get(o, k);
-	double d;
+	const struct sbx_field *f = r->field;
 
-	if (v == NULL || !YAJL_IS_NUMBER(v))
+	r->field = NULL;
+	if (r->depth == 1 || (r->inner_depth != 0 && r->depth == 2))
+		return f;
+	return NULL;
+}
+
+static void *
+sbx_member(struct sbx_reader *r, const struct sbx_field *f)
+{
+	return (char *)r->s + f->off;
+}
+
+/* A scalar or a container start: the first element of "ports"? */
+static int
+sbx_ports_elem(struct sbx_reader *r)
+{
+	if (r->ports_depth == 0 || r->depth != r->ports_depth || r->ports_done)
 		return 0;
-	/*
-	 * A time outside 1970-01-01T00:00:01 .. 2286 is no time (null): it
-	 * could not be written back with microseconds unchanged, nor mean
-	 * anything.
-	 */
-	d = YAJL_GET_DOUBLE(v);
-	return isfinite(d) && d >= 1 && d < 1e10 ? d : 0;
+	r->ports_done = 1;
+	return 1;
 }
+
+static int
+sbx_on_null(void *ctx)
+{
+	struct sbx_reader *r = ctx;
+
+	if (r->meta_depth)
+		return yajl_gen_null(r->meta) == yajl_gen_status_ok;
+	sbx_ports_elem(r);
+	sbx_target(r);
+	return 1;
+}
+
+static int
+sbx_on_bool(void *ctx, int b)
+{
+	struct sbx_reader *r = ctx;
+	const struct sbx_field *f;
+
+	if (r->meta_depth)
+		return yajl_gen_bool(r->meta, b) == yajl_gen_status_ok;
+	sbx_ports_elem(r);
+	if ((f = sbx_target(r)) != NULL && f->kind == SBX_K_BOOL)
+		*(int *)sbx_member(r, f) = b;
+	return 1;
+}
+
+static int
+sbx_on_number(void *ctx, const char *num, size_t len)
+{
+	struct sbx_reader *r = ctx;
+	const struct sbx_field *f;
+	char buf[64], *end;
+	long long n;
+	double d;
+	int integer;
+
+	if (r->meta_depth)
+		return yajl_gen_number(r->meta, num, len) == yajl_gen_status_ok;
+	if (len >= sizeof buf)
+		len = sizeof buf - 1; /* longer: no time, no integer we keep */
+	memcpy(buf, num, len);
+	buf[len] = '\0';
+	errno = 0;
+	integer = strpbrk(buf, ".eE") == NULL &&
+	    ((n = strtoll(buf, &end, 10)), errno != ERANGE);
+	if (sbx_ports_elem(r)) {
+		if (integer)
+			r->s->port = (int)n;
+		return 1;
+	}
+	if ((f = sbx_target(r)) == NULL)
+		return 1;
+	if (f->kind == SBX_K_INT && integer)
+		*(int *)sbx_member(r, f) = (int)n;
+	else if (f->kind == SBX_K_TIME) {
+		/*
+		 * A time outside 1970-01-01T00:00:01 .. 2286 is no time
+		 * (null): it could not be written back with microseconds
+		 * unchanged, nor mean anything.
+		 */
+		d = strtod(buf, NULL);
+		*(double *)sbx_member(r, f) =
+		    isfinite(d) && d >= 1 && d < 1e10 ? d : 0;
+	}
+	return 1;
+}
+
+static int
+sbx_on_string(void *ctx, const unsigned char *v, size_t len)
+{
+	struct sbx_reader *r = ctx;
+	const struct sbx_field *f;
+	char *t;
+	int st;
+
+	if (r->meta_depth) {
+		json_gen_strn(r->meta, (const char *)v, len);
+		return 1;
+	}
+	if (sbx_ports_elem(r)) {
+		t = xstrndup((const char *)v, len);
+		r->s->port = atoi(t);
+		free(t);
+		return 1;
+	}
+	if ((f = sbx_target(r)) == NULL)
+		return 1;
+	if (f->kind == SBX_K_STR) {
+		free(*(char **)sbx_member(r, f));
+		*(char **)sbx_member(r, f) = xstrndup((const char *)v, len);
+	} else if (f->kind == SBX_K_STATE) {
+		t = xstrndup((const char *)v, len);
+		st = sbx_state_parse(t);
+		free(t);
+		r->s->state = st < 0 ? SBX_ERROR : (enum sbx_state)st;
+		r->state_seen = 1;
+	}
+	return 1;
+}
+
+static int
+sbx_on_start_map(void *ctx)
+{
+	struct sbx_reader *r = ctx;
+	const struct sbx_field *f;
+
+	if (r->meta_depth) {
+		r->meta_depth++;
+		return yajl_gen_map_open(r->meta) == yajl_gen_status_ok;
+	}
+	sbx_ports_elem(r);
+	r->depth++;
+	if (r->depth == 1)
+		return 1;
+	f = r->field;
+	r->field = NULL;
+	if (r->depth == 2 && f != NULL && f->kind == SBX_K_META) {
+		r->meta = json_gen_new();
+		r->meta_depth = 1;
+		r->depth--; /* meta's own depth is meta_depth's */
+		return yajl_gen_map_open(r->meta) == yajl_gen_status_ok;
+	}
+	if (r->depth == 2 && f != NULL && f->kind == SBX_K_INNER)
+		r->inner_depth = 2;
+	return 1;
+}
+
+static int
+sbx_on_key(void *ctx, const unsigned char *k, size_t len)
+{
+	struct sbx_reader *r = ctx;
+
+	if (r->meta_depth) {
+		json_gen_strn(r->meta, (const char *)k, len);
+		return 1;
+	}
+	if (r->depth == 1)
+		r->field = sbx_find(sbx_fields, SBX_NFIELDS, &r->seen, k, len);
+	else if (r->inner_depth != 0 && r->depth == 2)
+		r->field = sbx_find(
+		    sbx_inner_fields, SBX_NINNER, &r->inner_seen, k, len);
+	return 1;
+}
+
+static int
+sbx_on_end_map(void *ctx)
+{
+	struct sbx_reader *r = ctx;
+	char *text;
+
+	if (r->meta_depth) {
+		if (yajl_gen_map_close(r->meta) != yajl_gen_status_ok)
+			return 0;
+		if (--r->meta_depth == 0) {
+			text = json_gen_done(r->meta, NULL);
+			r->meta = NULL;
+			free(r->s->meta);
+			r->s->meta = text;
+		}
+		return 1;
+	}
+	if (r->inner_depth == r->depth)
+		r->inner_depth = 0;
+	r->depth--;
+	return 1;
+}
+
+static int
+sbx_on_start_array(void *ctx)
+{
+	struct sbx_reader *r = ctx;
+	const struct sbx_field *f;
+
+	if (r->meta_depth) {
+		r->meta_depth++;
+		return yajl_gen_array_open(r->meta) == yajl_gen_status_ok;
+	}
+	sbx_ports_elem(r);
+	f = sbx_target(r);
+	r->depth++;
+	if (f != NULL && f->kind == SBX_K_PORTS && r->depth == 2)
+		r->ports_depth = 2;
+	return 1;
+}
+
+static int
+sbx_on_end_array(void *ctx)
+{
+	struct sbx_reader *r = ctx;
+
+	if (r->meta_depth) {
+		r->meta_depth--;
+		return yajl_gen_array_close(r->meta) == yajl_gen_status_ok;
+	}
+	if (r->ports_depth == r->depth)
+		r->ports_depth = 0;
+	r->depth--;
+	return 1;
+}
+
+static const yajl_callbacks sbx_callbacks = {
+    .yajl_null = sbx_on_null,
+    .yajl_boolean = sbx_on_bool,
+    .yajl_number = sbx_on_number,
+    .yajl_string = sbx_on_string,
+    .yajl_start_map = sbx_on_start_map,
+    .yajl_map_key = sbx_on_key,
+    .yajl_end_map = sbx_on_end_map,
+    .yajl_start_array = sbx_on_start_array,
+    .yajl_end_array = sbx_on_end_array,
+};
 
 /* Parses a record. */
 struct sbx *
 sbx_from_json(const char *buf, size_t len, char **cause)
 {
-	yajl_val o, v, in;
-	struct sbx *s;
-	long long n;
-	int st;
+	struct sbx_reader r;
+	unsigned char *msg;
+	yajl_handle h;
+	yajl_status st;
+	size_t n;
 
-	if ((o = json_parse(buf, len, cause)) == NULL)
+	if (json_check(buf, len, cause) != 0)
 		return NULL;
-	if (!YAJL_IS_OBJECT(o) || json_get_str(o, "container_name") == NULL) {
-		yajl_tree_free(o);
-		*cause = xstrdup("record is not an object with container_name");
+	memset(&r, 0, sizeof r);
+	r.s = sbx_new();
+	if ((h = yajl_alloc(&sbx_callbacks, NULL, &r)) == NULL)
+		abort();
+	yajl_config(h, yajl_allow_comments, 1);
+	st = yajl_parse(h, (const unsigned char *)buf, len);
+	if (st == yajl_status_ok)
+		st = yajl_complete_parse(h);
+	if (st != yajl_status_ok) {
+		msg = yajl_get_error(h, 0, NULL, 0);
+		n = strcspn((char *)msg, "\n");
+		xasprintf(cause, "invalid JSON: %.*s", (int)n,
+		    n > 0 ? (char *)msg : "parse error");
+		yajl_free_error(h, msg);
+	}
+	yajl_free(h);
+	if (r.meta != NULL)
+		yajl_gen_free(r.meta);
+	/* Members are only read inside an object at the top. */
+	if (st != yajl_status_ok || r.s->container_name == NULL) {
+		if (st == yajl_status_ok)
+			*cause = xstrdup(
+			    "record is not an object with container_name");
+		sbx_free(r.s);
 		return NULL;
 	}
-	s = sbx_new();
-	sbx_take_str(o, "session_id", &s->session_id);
-	sbx_take_str(o, "container_id", &s->container_id);
-	sbx_take_str(o, "container_name", &s->container_name);
-	sbx_take_str(o, "url", &s->url);
-	v = json_get(o, "ports");
-	if (v != NULL && YAJL_IS_ARRAY(v) && v->u.array.len > 0) {
-		yajl_val p = v->u.array.values[0];
-
-		if (YAJL_IS_INTEGER(p))
-			s->port = (int)YAJL_GET_INTEGER(p);
-		else if (YAJL_IS_STRING(p))
-			s->port = atoi(p->u.string);
-	}
-	sbx_take_str(o, "mount_dir", &s->mount_dir);
-	sbx_take_str(o, "storage_path", &s->storage_path);
-	sbx_take_str(o, "runtime_token", &s->runtime_token);
-	sbx_take_str(o, "version", &s->version);
-	if (json_get_int(o, "timeout", &n) == 0)
-		s->timeout = (int)n;
-	sbx_take_str(o, "sandbox_type", &s->sandbox_type);
-	st = json_get_str(o, "state") != NULL
-	    ? sbx_state_parse(json_get_str(o, "state"))
-	    : SBX_RUNNING;
-	s->state = st < 0 ? SBX_ERROR : (enum sbx_state)st;
-	sbx_take_str(o, "session_ctx_id", &s->session_ctx_id);
-	s->last_active_at = sbx_take_time(o, "last_active_at");
-	s->recycled_at = sbx_take_time(o, "recycled_at");
-	s->released_at = sbx_take_time(o, "released_at");
-	s->updated_at = sbx_take_time(o, "updated_at");
-	sbx_take_str(o, "recycle_reason", &s->recycle_reason);
-	sbx_take_str(o, "redirect_to", &s->redirect_to);
-	if ((in = json_get(o, "_sandpool")) != NULL) {
-		sbx_take_str(in, "sock_path", &s->sock_path);
-		sbx_take_str(in, "run_dir", &s->run_dir);
-		sbx_take_str(in, "instance", &s->instance);
-		if (json_get_bool(in, "stopped", &st) == 0)
-			s->stopped = st;
-	}
-	v = json_get(o, "meta");
-	if (v != NULL && YAJL_IS_OBJECT(v)) {
-		yajl_gen g = json_gen_new();
-
-		json_gen_tree(g, v);
-		free(s->meta);
-		s->meta = json_gen_done(g, NULL);
-	}
-	yajl_tree_free(o);
+	if (!r.state_seen)
+		r.s->state = SBX_RUNNING;
 	/* Spec 4.1 normalisation: session_ctx_id and meta mirror each other. */
-	if (s->session_ctx_id == NULL || s->session_ctx_id[0] == '\0') {
-		char *m = xstrdup(s->meta);
+	if (r.s->session_ctx_id == NULL || r.s->session_ctx_id[0] == '\0') {
+		char *m = xstrdup(r.s->meta);
 
-		sbx_set_meta(s, m);
+		sbx_set_meta(r.s, m);
 		free(m);
 	}
-	if (s->updated_at == 0)
-		s->updated_at = sbx_now();
-	return s;
+	if (r.s->updated_at == 0)
+		r.s->updated_at = sbx_now();
+	return r.s;
 }
 
 /*

@@ -87,25 +87,34 @@ json_prescan(const char *buf, size_t len, int *too_deep)
 	return NULL;
 }
 
+/* The pre-scan alone, for parsers that do not build a tree. */
+int
+json_check(const char *buf, size_t len, char **cause)
+{
+	const char *why;
+	int too_deep = 0;
+
+	*cause = NULL;
+	if ((why = json_prescan(buf, len, &too_deep)) == NULL)
+		return 0;
+	if (too_deep)
+		xasprintf(
+		    cause, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
+	else
+		*cause = xstrdup(why);
+	return -1;
+}
+
 /* Parses JSON text into a tree, refusing too deep nesting. */
 yajl_val
 json_parse(const char *buf, size_t len, char **cause)
 {
 	char err[256], small[4096], *text;
-	const char *why;
-	int too_deep = 0;
 	yajl_val v;
 	size_t n;
 
-	*cause = NULL;
-	if ((why = json_prescan(buf, len, &too_deep)) != NULL) {
-		if (too_deep)
-			xasprintf(cause, "JSON nested deeper than %d levels",
-			    JSON_MAX_DEPTH);
-		else
-			*cause = xstrdup(why);
+	if (json_check(buf, len, cause) != 0)
 		return NULL;
-	}
 	/* yajl wants a C string; most texts fit on the stack. */
 	text = len < sizeof small ? small : xmalloc(len + 1);
 	memcpy(text, buf, len);

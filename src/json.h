@@ -20,6 +20,13 @@
  */
 yajl_val json_parse(const char *buf, size_t len, char **cause);
 
+/*
+ * The checks json_parse makes before parsing (no NUL byte, no \u0000
+ * escape, nesting at most JSON_MAX_DEPTH), for event parsers: 0, or -1
+ * with *cause set (caller frees).
+ */
+int json_check(const char *buf, size_t len, char **cause);
+
 /* Member of an object, or NULL if obj is no object or has no such key. */
 yajl_val json_get(yajl_val obj, const char *key);
 /* String member, or NULL if missing or not a string. */
