@@ -423,9 +423,12 @@ http_has_ctl(const char *s)
 static struct http_head *
 http_head_parse(struct evbuffer *held, size_t len)
 {
-	struct http_head *hd = xcalloc(1, sizeof *hd);
+	/* Not zeroed: hdrs (4 KiB) is written up to nhdrs only. */
+	struct http_head *hd = xmalloc(sizeof *hd);
 	char *p, *nl, *line, *colon, *sp, *e;
 
+	hd->method = hd->target = hd->version = NULL;
+	hd->nhdrs = 0;
 	hd->buf = xmalloc(len + 1);
 	evbuffer_copyout(held, hd->buf, len);
 	hd->buf[len] = '\0';
