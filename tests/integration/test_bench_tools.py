@@ -1,7 +1,8 @@
 """The benchmark tools work (no timings are checked anywhere): bench_load
 counts requests, answers and failures right, over TCP and over a unix
-socket, and numbers requests with -s; SANDPOOL_BENCH_RECORDS preloads
-claimable synthetic records without creating containers, and a bad value
+socket, numbers requests with -s and checks answers with -e;
+SANDPOOL_BENCH_RECORDS preloads claimable synthetic records without
+creating containers, on the memory store and on Redis, and a bad value
 stops the server with a clear error."""
 
 import json
@@ -109,11 +110,46 @@ def tcp_and_records():
           "no container is made while the records fill the pool")
     t.ok("synthetic warm records" in srv.log(),
          "the server logs that it runs with synthetic records")
+    t.ok("bench: synthetic records stored" in srv.log(),
+         "and that they are all stored")
+    rc, s, out = load("-n", "3", "-e", "no such text", url + "/health")
+    t.ok(rc == 2 and s is not None and s["unexpected"] == 3 and
+         s["ok"] == 0, "-e: 2xx answers without the text are unexpected, "
+         "exit 2", out)
+    rc, s, out = load("-n", "3", "-e", "{", url + "/health")
+    t.ok(rc == 0 and s is not None and s["ok"] == 3 and
+         s["unexpected"] == 0, "-e: answers with the text are counted", out)
     rc, s, out = load("-n", "2", "-m", "POST", "-b", "{}",
                       url + "/get_info")
     t.ok(rc == 2 and s is not None and s["non2xx"] == 2,
          "a 401 is not counted as an answer", out)
     srv.close()
+
+
+def redis_records():
+    """With the Redis store the records are stored once the connection is
+    up, before any request reaches the pool, and claims hand them out."""
+    r = harness.Redis()
+    os.environ["SANDPOOL_BENCH_RECORDS"] = "4"
+    try:
+        srv = harness.Server(pool_size=1, env=r.env(3))
+    finally:
+        del os.environ["SANDPOOL_BENCH_RECORDS"]
+    try:
+        t.ok(harness.wait_for(
+            lambda: "bench: synthetic records stored" in srv.log(), 20),
+            "[redis] the synthetic records are stored", srv.log())
+        body = '{"sandbox_type":"base","meta":{"session_ctx_id":"r########"}}'
+        rc, s, out = load("-c", "2", "-n", "3", "-s", "-e", '"data":"',
+                          "-m", "POST", "-H",
+                          "Authorization: Bearer " + srv.token, "-b", body,
+                          "http://127.0.0.1:%d/create_from_pool" % srv.port)
+        t.ok(rc == 0 and s is not None and s["ok"] == 3,
+             "[redis] three claims answer a sandbox each", out)
+        t.is_(srv.containers(), [], "[redis] and no container is made")
+    finally:
+        srv.close()
+        r.close()
 
 
 def bad_records():
@@ -140,5 +176,6 @@ t.ok(rc == 1 and "giving up" in out,
      "a target that refuses connections ends the run (exit 1)", out)
 t.run("agent over a unix socket", agent_over_unix)
 t.run("server over TCP, synthetic records", tcp_and_records)
+t.run("synthetic records on Redis", redis_records)
 t.run("bad SANDPOOL_BENCH_RECORDS", bad_records)
 sys.exit(t.done())
