@@ -386,20 +386,23 @@ sbx_on_number(void *ctx, const char *num, size_t len)
 {
 	struct sbx_reader *r = ctx;
 	const struct sbx_field *f;
-	char buf[64], *end;
-	long long n;
+	char buf[64], *text, *end;
+	long long n = 0;
 	double d;
 	int integer;
 
 	if (r->meta_depth)
 		return yajl_gen_number(r->meta, num, len) == yajl_gen_status_ok;
-	if (len >= sizeof buf)
-		len = sizeof buf - 1; /* longer: no time, no integer we keep */
-	memcpy(buf, num, len);
-	buf[len] = '\0';
+	/* A C string of the number; a long one (1e-60 with 70 zeros) too. */
+	text = len < sizeof buf ? buf : xmalloc(len + 1);
+	memcpy(text, num, len);
+	text[len] = '\0';
 	errno = 0;
-	integer = strpbrk(buf, ".eE") == NULL &&
-	    ((n = strtoll(buf, &end, 10)), errno != ERANGE);
+	integer = strpbrk(text, ".eE") == NULL &&
+	    ((n = strtoll(text, &end, 10)), errno != ERANGE);
+	d = integer ? (double)n : strtod(text, NULL);
+	if (text != buf)
+		free(text);
 	if (sbx_ports_elem(r)) {
 		if (integer)
 			r->s->port = (int)n;
@@ -415,7 +418,6 @@ sbx_on_number(void *ctx, const char *num, size_t len)
 		 * (null): it could not be written back with microseconds
 		 * unchanged, nor mean anything.
 		 */
-		d = strtod(buf, NULL);
 		*(double *)sbx_member(r, f) =
 		    isfinite(d) && d >= 1 && d < 1e10 ? d : 0;
 	}

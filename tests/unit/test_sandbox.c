@@ -112,6 +112,20 @@ main(void)
 	is_int(sbx_state_parse("replaced"), SBX_REPLACED, "state parse");
 	is_int(sbx_state_parse("bogus"), -1, "unknown state");
 
+	/* A number longer than the reader's buffer is read whole. */
+	{
+		char big[200];
+
+		snprintf(big, sizeof big,
+		    "{\"container_name\":\"n\",\"last_active_at\":1%070de-68,"
+		    "\"timeout\":7}",
+		    0);
+		t = sbx_from_json(big, strlen(big), &cause);
+		ok(t != NULL && t->last_active_at == 100 && t->timeout == 7,
+		    "a 75-character number is read whole (1e70e-68 = 100)");
+		sbx_free(t);
+	}
+
 	/* Found by fuzz_sandbox_json: an infinite time was written as inf. */
 	j = "{\"container_name\":\"n\",\"last_active_at\":1e999,"
 	    "\"recycled_at\":1e300,\"released_at\":-5}";
