@@ -25,6 +25,7 @@
 #include "driver.h"
 #include "hc.h"
 #include "json.h"
+#include "free_port.h"
 #include "tap.h"
 
 #ifndef SOCK
@@ -369,24 +370,6 @@ new_name(void)
 
 	snprintf(n, sizeof names[0], "%s%d", prefix, ++nnames);
 	return n;
-}
-
-/* A free TCP port on 127.0.0.1 (bound, then closed). */
-static int
-free_port(void)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof sin;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	memset(&sin, 0, sizeof sin);
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bind(fd, (struct sockaddr *)&sin, sizeof sin);
-	getsockname(fd, (struct sockaddr *)&sin, &len);
-	port = ntohs(sin.sin_port);
-	close(fd);
-	return port;
 }
 
 /* The labels every test container carries. */

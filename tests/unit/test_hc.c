@@ -22,6 +22,7 @@
 #include <event2/listener.h>
 
 #include "hc.h"
+#include "free_port.h"
 #include "tap.h"
 
 static struct event_base *base;
@@ -265,24 +266,6 @@ url(const char *path)
 	return buf;
 }
 
-/* A free TCP port nobody listens on (bound, then closed). */
-static int
-dead_port(void)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof sin;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	memset(&sin, 0, sizeof sin);
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bind(fd, (struct sockaddr *)&sin, sizeof sin);
-	getsockname(fd, (struct sockaddr *)&sin, &len);
-	port = ntohs(sin.sin_port);
-	close(fd);
-	return port;
-}
-
 static void
 test_basic(struct hc *hc)
 {
@@ -482,7 +465,7 @@ test_limits(struct hc *hc)
 	res_clear(&x);
 
 	/* Connection refused, on TCP and on a missing unix socket. */
-	snprintf(path, sizeof path, "http://127.0.0.1:%d/", dead_port());
+	snprintf(path, sizeof path, "http://127.0.0.1:%d/", free_port());
 	o.url = path;
 	o.timeout_ms = 2000;
 	hc_request(hc, &o, on_done, &x);

@@ -25,6 +25,7 @@
 #include <event2/http.h>
 
 #include "http.h"
+#include "free_port.h"
 #include "tap.h"
 
 static struct event_base *base;
@@ -890,24 +891,6 @@ on_report(evutil_socket_t fd, short what, void *arg)
 		len -= (size_t)(nl + 1 - buf);
 		memmove(buf, nl + 1, len + 1);
 	}
-}
-
-/* A free TCP port (bound, then closed). */
-static int
-free_port(void)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof sin;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), p;
-
-	memset(&sin, 0, sizeof sin);
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bind(fd, (struct sockaddr *)&sin, sizeof sin);
-	getsockname(fd, (struct sockaddr *)&sin, &len);
-	p = ntohs(sin.sin_port);
-	close(fd);
-	return p;
 }
 
 int

@@ -23,6 +23,8 @@
 #include "port.h"
 #include "sandbox.h"
 #include "store.h"
+#include "store_got.h"
+#include "free_port.h"
 #include "tap.h"
 #include "xmalloc.h"
 
@@ -31,38 +33,6 @@ static struct store *st;
 static pid_t redis_pid = -1;
 static int redis_port;
 static char redis_dir[64];
-
-/* The last reply, copied. */
-static struct {
-	int calls;
-	enum store_err err;
-	struct sbx *rec;
-	char *names[16];
-	size_t nnames;
-	long value;
-	char owner[128];
-} got;
-
-/* Records a reply. */
-static void
-on_reply(const struct store_reply *r, void *arg)
-{
-	size_t i;
-
-	(void)arg;
-	got.calls++;
-	got.err = r->err;
-	sbx_free(got.rec);
-	got.rec = r->rec != NULL ? sbx_dup(r->rec) : NULL;
-	for (i = 0; i < got.nnames; i++)
-		free(got.names[i]);
-	got.nnames = r->nnames < 16 ? r->nnames : 16;
-	for (i = 0; i < got.nnames; i++)
-		got.names[i] = xstrdup(r->names[i]);
-	got.value = r->value;
-	snprintf(got.owner, sizeof got.owner, "%s",
-	    r->owner != NULL ? r->owner : "");
-}
 
 /* Sets *arg when the guard fires. */
 static void
@@ -269,24 +239,6 @@ checks(const char *tag, int shared)
 	    .token = "t3",
 	    .ttl_ms = 5000});
 	is_int(got.err, STORE_OK, "%s: unlock frees it", tag);
-}
-
-/* A free TCP port on 127.0.0.1. */
-static int
-free_port(void)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof sin;
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	memset(&sin, 0, sizeof sin);
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bind(fd, (struct sockaddr *)&sin, sizeof sin);
-	getsockname(fd, (struct sockaddr *)&sin, &len);
-	port = ntohs(sin.sin_port);
-	close(fd);
-	return port;
 }
 
 /* Stops the private redis-server. */
@@ -534,7 +486,7 @@ main(void)
 		store_free(st);
 		redis_stop();
 	}
-	sbx_free(got.rec);
+	got_free();
 	event_base_free(base);
 	return tap_done();
 }

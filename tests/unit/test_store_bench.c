@@ -13,34 +13,12 @@
 #include "sbtype.h"
 #include "store.h"
 #include "store_bench.h"
+#include "store_got.h"
 #include "tap.h"
 #include "xmalloc.h"
 
 static struct event_base *base;
 static struct store *st;
-
-/* The last reply, copied. */
-static struct {
-	enum store_err err;
-	struct sbx *rec;
-	size_t nnames;
-	char *name0;
-	long value;
-} got;
-
-/* Records a reply. */
-static void
-on_reply(const struct store_reply *r, void *arg)
-{
-	(void)arg;
-	got.err = r->err;
-	sbx_free(got.rec);
-	got.rec = r->rec != NULL ? sbx_dup(r->rec) : NULL;
-	got.nnames = r->nnames;
-	free(got.name0);
-	got.name0 = r->nnames > 0 ? xstrdup(r->names[0]) : NULL;
-	got.value = r->value;
-}
 
 /* Runs one request to completion. */
 static void
@@ -88,7 +66,7 @@ main(void)
 	is_int(got.value, 5, "five records on the idle list of the first type");
 	run((struct store_req){.op = STORE_LIST});
 	is_int(got.nnames, 5, "five records stored");
-	name = xstrdup(got.name0 != NULL ? got.name0 : "");
+	name = xstrdup(got.nnames > 0 ? got.names[0] : "");
 	run((struct store_req){.op = STORE_GET, .name = name});
 	ok(got.rec != NULL && got.rec->state == SBX_WARM &&
 		strncmp(got.rec->container_name, "pfx_", 4) == 0 &&
@@ -119,8 +97,7 @@ main(void)
 	is_int(got.value, 40000, "no port was leased for them");
 
 	free(name);
-	free(got.name0);
-	sbx_free(got.rec);
+	got_free();
 	store_free(st);
 	sbtypes_free(ts);
 	event_base_free(base);

@@ -11,40 +11,12 @@
 #include "port.h"
 #include "sandbox.h"
 #include "store.h"
+#include "store_got.h"
 #include "tap.h"
 #include "xmalloc.h"
 
 static struct event_base *base;
 static struct store *st;
-
-/* The last reply, copied. */
-static struct {
-	int calls;
-	enum store_err err;
-	struct sbx *rec;
-	char *names[16];
-	size_t nnames;
-	long value;
-} got;
-
-/* Records a reply. */
-static void
-on_reply(const struct store_reply *r, void *arg)
-{
-	size_t i;
-
-	(void)arg;
-	got.calls++;
-	got.err = r->err;
-	sbx_free(got.rec);
-	got.rec = r->rec != NULL ? sbx_dup(r->rec) : NULL;
-	for (i = 0; i < got.nnames; i++)
-		free(got.names[i]);
-	got.nnames = r->nnames < 16 ? r->nnames : 16;
-	for (i = 0; i < got.nnames; i++)
-		got.names[i] = xstrdup(r->names[i]);
-	got.value = r->value;
-}
 
 /* Runs one request to completion; returns the number of callbacks. */
 static int
@@ -77,7 +49,6 @@ int
 main(void)
 {
 	struct sbx *s;
-	size_t i;
 	int p1, p2, lo;
 
 	/* Two adjacent ports nobody holds, outside the ephemeral range. */
@@ -178,9 +149,7 @@ main(void)
 	/* Replies queued at free time are dropped without a call. */
 	store_run(st, &(struct store_req){.op = STORE_LIST}, on_reply, NULL);
 	store_free(st);
-	sbx_free(got.rec);
-	for (i = 0; i < got.nnames; i++)
-		free(got.names[i]);
+	got_free();
 	event_base_free(base);
 	ok(1, "free with a pending reply does not crash");
 	return tap_done();
