@@ -373,25 +373,6 @@ api_data_send(struct api_ctx *c, yajl_gen g)
 	free(body);
 }
 
-/*
- * Copies client text for an error message: at most SBX_IDENTITY_MAX
- * bytes, control characters as '?', "..." when cut.
- */
-static const char *
-api_show(const char *s, char *buf, size_t size)
-{
-	size_t i, n = strlen(s);
-
-	for (i = 0; i < n && i + 4 < size && i < SBX_IDENTITY_MAX; i++)
-		buf[i] = iscntrl((unsigned char)s[i]) ? '?' : s[i];
-	if (i < n) {
-		memcpy(buf + i, "...", 3);
-		i += 3;
-	}
-	buf[i] = '\0';
-	return buf;
-}
-
 /* Answers a pool error through the error table. */
 static void
 api_pool_fail(struct api_ctx *c, enum pool_err err, const char *cause)
@@ -415,7 +396,8 @@ api_pool_fail(struct api_ctx *c, enum pool_err err, const char *cause)
 	}
 	if (err == POOL_ENOTFOUND && c->args[0] != NULL &&
 	    YAJL_IS_STRING(c->args[0])) {
-		api_show(YAJL_GET_STRING(c->args[0]), shown, sizeof shown);
+		log_show(YAJL_GET_STRING(c->args[0]), SBX_IDENTITY_MAX, shown,
+		    sizeof shown);
 		api_fail(
 		    c, e->status, "No container found with id: %s.", shown);
 	} else
@@ -709,7 +691,7 @@ api_rt_garbage(const struct api_ctx *c, const struct hc_resp *r)
 	char shown[SBX_IDENTITY_MAX + 8], *head, *s;
 
 	head = xstrndup(r->body, r->len < 64 ? r->len : 64);
-	api_show(head, shown, sizeof shown);
+	log_show(head, SBX_IDENTITY_MAX, shown, sizeof shown);
 	xasprintf(&s,
 	    "the sandbox runtime's reply is not a JSON object "
 	    "(%zu bytes: '%s%s') for url: %s%s",

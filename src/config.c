@@ -430,25 +430,6 @@ cfg_error(struct cfg_ctx *ctx, const struct cfg_val *v, const char *fmt, ...)
 	ctx->nerrs++;
 }
 
-/*
- * Copies a value for an error message: at most CFG_SHOW_MAX bytes, control
- * characters as '?'. Never called for secrets.
- */
-static const char *
-cfg_show(const char *s, char *buf, size_t size)
-{
-	size_t i, n = strlen(s);
-
-	for (i = 0; i < n && i + 4 < size && i < CFG_SHOW_MAX; i++)
-		buf[i] = iscntrl((unsigned char)s[i]) ? '?' : s[i];
-	if (i < n) {
-		memcpy(buf + i, "...", 3);
-		i += 3;
-	}
-	buf[i] = '\0';
-	return buf;
-}
-
 /* Returns s without leading and trailing blanks, in place. */
 static char *
 cfg_trim(char *s)
@@ -660,7 +641,7 @@ cfg_parse_int(
 	n = strtoll(s, &end, 10);
 	if (*s == '\0' || *end != '\0' || isspace((unsigned char)*s)) {
 		xasprintf(cause, "'%s' is not an integer",
-		    cfg_show(s, buf, sizeof buf));
+		    log_show(s, CFG_SHOW_MAX, buf, sizeof buf));
 		free(t);
 		return -1;
 	}
@@ -701,7 +682,7 @@ cfg_parse_bool(const char *s, int *out, char **cause)
 	xasprintf(cause,
 	    "'%s' is not a boolean (true/false, yes/no, on/off, "
 	    "1/0)",
-	    cfg_show(w, buf, sizeof buf));
+	    log_show(w, CFG_SHOW_MAX, buf, sizeof buf));
 	free(t);
 	return -1;
 }
@@ -718,7 +699,7 @@ cfg_parse_float(const char *s, double min, double max, char **cause)
 	d = strtod(w, &end);
 	if (*w == '\0' || *end != '\0' || !isfinite(d) || d < min || d > max) {
 		xasprintf(cause, "'%s' is not a number in %g..%g",
-		    cfg_show(w, buf, sizeof buf), min, max);
+		    log_show(w, CFG_SHOW_MAX, buf, sizeof buf), min, max);
 		free(t);
 		return -1;
 	}
@@ -978,8 +959,8 @@ cfg_parse_enum(
 		free(list);
 		list = tmp;
 	}
-	xasprintf(
-	    cause, "'%s' is not one of %s", cfg_show(w, buf, sizeof buf), list);
+	xasprintf(cause, "'%s' is not one of %s",
+	    log_show(w, CFG_SHOW_MAX, buf, sizeof buf), list);
 	free(list);
 	free(t);
 	return -1;
@@ -1568,7 +1549,7 @@ cfg_check_mount_roots(struct cfg_ctx *ctx, struct cfg *cfg)
 			cfg_error(ctx, v,
 			    "SANDPOOL_MOUNT_DIR_ROOTS: '%s' is not an absolute "
 			    "path other than / (without ':' or ',')",
-			    cfg_show(*r, buf, sizeof buf));
+			    log_show(*r, CFG_SHOW_MAX, buf, sizeof buf));
 			continue;
 		}
 		if ((real = realpath(*r, NULL)) == NULL ||
@@ -1576,14 +1557,14 @@ cfg_check_mount_roots(struct cfg_ctx *ctx, struct cfg *cfg)
 			cfg_error(ctx, v,
 			    "SANDPOOL_MOUNT_DIR_ROOTS: %s: not an existing "
 			    "directory",
-			    cfg_show(*r, buf, sizeof buf));
+			    log_show(*r, CFG_SHOW_MAX, buf, sizeof buf));
 			free(real);
 			continue;
 		}
 		if (strcmp(real, "/") == 0) {
 			cfg_error(ctx, v,
 			    "SANDPOOL_MOUNT_DIR_ROOTS: %s: resolves to /",
-			    cfg_show(*r, buf, sizeof buf));
+			    log_show(*r, CFG_SHOW_MAX, buf, sizeof buf));
 			free(real);
 			continue;
 		}
@@ -1616,7 +1597,7 @@ cfg_cross_check(struct cfg_ctx *ctx, struct cfg_priv *priv)
 		    "sandboxes; set BEARER_TOKEN, or "
 		    "SANDPOOL_ALLOW_NO_AUTH=true "
 		    "to accept this",
-		    cfg_show(cfg->host, host, sizeof host));
+		    log_show(cfg->host, CFG_SHOW_MAX, host, sizeof host));
 	cfg_check_mount_roots(ctx, cfg);
 
 	v = &ctx->vals[cfg_idx("WORKERS")];
@@ -1702,7 +1683,8 @@ cfg_build_types(
 		if (t == NULL)
 			cfg_error(ctx, v,
 			    "DEFAULT_SANDBOX_TYPE: unknown sandbox type '%s'",
-			    cfg_show(cfg->default_types[i], buf, sizeof buf));
+			    log_show(cfg->default_types[i], CFG_SHOW_MAX, buf,
+				sizeof buf));
 		else if (!t->supported)
 			cfg_error(ctx, v,
 			    "DEFAULT_SANDBOX_TYPE: sandbox type '%s' has no "

@@ -1,6 +1,7 @@
 /*
  * log: OpenBSD-style logging to stderr with a level filter.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +17,7 @@ static const char *log_progname = "sandpool";
 static enum log_level log_level = LOG_LEVEL_INFO;
 
 static const char *const log_names[] = {
-	"crit", "error", "warning", "info", "debug"
-};
+    "crit", "error", "warning", "info", "debug"};
 
 /* Sets the program name and level. */
 void
@@ -84,12 +84,12 @@ log_vwrite(enum log_level level, const char *fmt, va_list ap, int with_errno)
 	errno = saved;
 }
 
-#define LOG_BODY(level, with_errno)                                           \
-	do {                                                                  \
-		va_list ap;                                                   \
-		va_start(ap, fmt);                                            \
-		log_vwrite(level, fmt, ap, with_errno);                       \
-		va_end(ap);                                                   \
+#define LOG_BODY(level, with_errno)                                            \
+	do {                                                                   \
+		va_list ap;                                                    \
+		va_start(ap, fmt);                                             \
+		log_vwrite(level, fmt, ap, with_errno);                        \
+		va_end(ap);                                                    \
 	} while (0)
 
 /* Logs a warning with strerror(errno). */
@@ -141,4 +141,19 @@ fatalx(const char *fmt, ...)
 {
 	LOG_BODY(LOG_LEVEL_CRIT, 0);
 	exit(1);
+}
+
+const char *
+log_show(const char *s, size_t max, char *buf, size_t size)
+{
+	size_t i, n = strlen(s);
+
+	for (i = 0; i < n && i + 4 < size && i < max; i++)
+		buf[i] = iscntrl((unsigned char)s[i]) ? '?' : s[i];
+	if (i < n) {
+		memcpy(buf + i, "...", 3);
+		i += 3;
+	}
+	buf[i] = '\0';
+	return buf;
 }

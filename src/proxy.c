@@ -97,25 +97,6 @@ proxy_dropped(const char *name, const char *conn)
 	return 0;
 }
 
-/*
- * Copies client text for a reply or the log: at most SBX_IDENTITY_MAX
- * bytes, control characters as '?', "..." when cut.
- */
-static const char *
-proxy_show(const char *s, char *buf, size_t size)
-{
-	size_t i, n = strlen(s);
-
-	for (i = 0; i < n && i + 4 < size && i < SBX_IDENTITY_MAX; i++)
-		buf[i] = iscntrl((unsigned char)s[i]) ? '?' : s[i];
-	if (i < n) {
-		memcpy(buf + i, "...", 3);
-		i += 3;
-	}
-	buf[i] = '\0';
-	return buf;
-}
-
 /* Frees a context. */
 static void
 proxy_ctx_free(struct proxy_ctx *c)
@@ -471,7 +452,8 @@ proxy_request(struct http_stream *st, void *arg)
 	if (!sbx_identity_ok(c->identity)) {
 		/* No sandbox can have it: unknown, without a lookup. */
 		xasprintf(&text, "sandbox not found: %s",
-		    proxy_show(c->identity, shown, sizeof shown));
+		    log_show(
+			c->identity, SBX_IDENTITY_MAX, shown, sizeof shown));
 		free(c->identity);
 		c->identity = NULL;
 		proxy_fail(c, 404, text);
