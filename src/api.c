@@ -598,25 +598,7 @@ static void
 api_gen_builtin(yajl_gen g, const char *name, const char *desc,
     const char *prop, const char *prop_desc)
 {
-	json_gen_str(g, name);
-	yajl_gen_map_open(g);
-	json_gen_str(g, "name");
-	json_gen_str(g, name);
-	json_gen_str(g, "json_schema");
-	yajl_gen_map_open(g);
-	json_gen_str(g, "type");
-	json_gen_str(g, "function");
-	json_gen_str(g, "function");
-	yajl_gen_map_open(g);
-	json_gen_str(g, "name");
-	json_gen_str(g, name);
-	json_gen_str(g, "description");
-	json_gen_str(g, desc);
-	json_gen_str(g, "parameters");
-	yajl_gen_map_open(g);
-	json_gen_str(g, "type");
-	json_gen_str(g, "object");
-	json_gen_str(g, "properties");
+	json_gen_tool_begin(g, name, desc);
 	yajl_gen_map_open(g);
 	json_gen_str(g, prop);
 	yajl_gen_map_open(g);
@@ -630,10 +612,7 @@ api_gen_builtin(yajl_gen g, const char *name, const char *desc,
 	yajl_gen_array_open(g);
 	json_gen_str(g, prop);
 	yajl_gen_array_close(g);
-	yajl_gen_map_close(g); /* parameters */
-	yajl_gen_map_close(g); /* function */
-	yajl_gen_map_close(g); /* json_schema */
-	yajl_gen_map_close(g);
+	json_gen_tool_end(g);
 }
 
 /* Emits the "generic" tool group. */

@@ -381,3 +381,44 @@ json_detail(const char *msg, size_t *len)
 	yajl_gen_map_close(g);
 	return json_gen_done(g, len);
 }
+
+/*
+ * Opens one list_tools entry (spec 6.3) up to the "properties" key:
+ * name: {"name", "json_schema": {"type": "function", "function": {"name",
+ * "description", "parameters": {"type": "object", "properties": ...
+ * The caller emits the properties value and "required", then calls
+ * json_gen_tool_end.
+ */
+void
+json_gen_tool_begin(yajl_gen g, const char *name, const char *description)
+{
+	json_gen_str(g, name);
+	yajl_gen_map_open(g);
+	json_gen_str(g, "name");
+	json_gen_str(g, name);
+	json_gen_str(g, "json_schema");
+	yajl_gen_map_open(g);
+	json_gen_str(g, "type");
+	json_gen_str(g, "function");
+	json_gen_str(g, "function");
+	yajl_gen_map_open(g);
+	json_gen_str(g, "name");
+	json_gen_str(g, name);
+	json_gen_str(g, "description");
+	json_gen_str(g, description);
+	json_gen_str(g, "parameters");
+	yajl_gen_map_open(g);
+	json_gen_str(g, "type");
+	json_gen_str(g, "object");
+	json_gen_str(g, "properties");
+}
+
+/* Closes what json_gen_tool_begin opened. */
+void
+json_gen_tool_end(yajl_gen g)
+{
+	yajl_gen_map_close(g); /* parameters */
+	yajl_gen_map_close(g); /* function */
+	yajl_gen_map_close(g); /* json_schema */
+	yajl_gen_map_close(g); /* the entry */
+}

@@ -57,4 +57,14 @@ char *json_gen_done(yajl_gen g, size_t *len);
 /* One-shot: {"detail": msg} */
 char *json_detail(const char *msg, size_t *len);
 
+/*
+ * One list_tools entry (spec 6.3), for the manager's built-in tools and
+ * the agent's: json_gen_tool_begin emits name: {"name", "json_schema":
+ * {"type": "function", "function": {"name", "description", "parameters":
+ * {"type": "object", "properties": and the caller emits the properties
+ * value and "required"; json_gen_tool_end closes the rest.
+ */
+void json_gen_tool_begin(yajl_gen, const char *name, const char *description);
+void json_gen_tool_end(yajl_gen);
+
 #endif

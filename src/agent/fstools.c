@@ -198,47 +198,6 @@ fstools_has(const char *name)
 	return 0;
 }
 
-/*
- * Opens one list_tools entry (spec 6.3) up to the "properties" key:
- * name: {"name", "json_schema": {"type": "function", "function": {"name",
- * "description", "parameters": {"type": "object", "properties": ...
- * The caller emits the properties value and "required", then calls
- * fstools_gen_entry_end.
- */
-void
-fstools_gen_entry_begin(yajl_gen g, const char *name, const char *description)
-{
-	json_gen_str(g, name);
-	yajl_gen_map_open(g);
-	json_gen_str(g, "name");
-	json_gen_str(g, name);
-	json_gen_str(g, "json_schema");
-	yajl_gen_map_open(g);
-	json_gen_str(g, "type");
-	json_gen_str(g, "function");
-	json_gen_str(g, "function");
-	yajl_gen_map_open(g);
-	json_gen_str(g, "name");
-	json_gen_str(g, name);
-	json_gen_str(g, "description");
-	json_gen_str(g, description);
-	json_gen_str(g, "parameters");
-	yajl_gen_map_open(g);
-	json_gen_str(g, "type");
-	json_gen_str(g, "object");
-	json_gen_str(g, "properties");
-}
-
-/* Closes what fstools_gen_entry_begin opened. */
-void
-fstools_gen_entry_end(yajl_gen g)
-{
-	yajl_gen_map_close(g); /* parameters */
-	yajl_gen_map_close(g); /* function */
-	yajl_gen_map_close(g); /* json_schema */
-	yajl_gen_map_close(g); /* the entry */
-}
-
 /* Emits the list_tools entries (spec 6.3). */
 void
 fstools_gen_list(yajl_gen g)
@@ -250,7 +209,7 @@ fstools_gen_list(yajl_gen g)
 	yajl_gen_map_open(g);
 	for (i = 0; i < nitems(fstools_tools); i++) {
 		t = &fstools_tools[i];
-		fstools_gen_entry_begin(g, t->name, t->description);
+		json_gen_tool_begin(g, t->name, t->description);
 		yajl_gen_map_open(g);
 		for (j = 0; j < nitems(t->args) && t->args[j].name; j++) {
 			a = &t->args[j];
@@ -264,7 +223,7 @@ fstools_gen_list(yajl_gen g)
 			if (t->args[j].required)
 				json_gen_str(g, t->args[j].name);
 		yajl_gen_array_close(g);
-		fstools_gen_entry_end(g);
+		json_gen_tool_end(g);
 	}
 	yajl_gen_map_close(g);
 }

@@ -20,10 +20,6 @@
 int fstools_has(const char *name);
 /* Emits {tool: {"name", "json_schema"}} for every tool (list_tools). */
 void fstools_gen_list(yajl_gen);
-/* One list_tools entry's head and tail, shared with added MCP servers. */
-void fstools_gen_entry_begin(
-    yajl_gen, const char *name, const char *description);
-void fstools_gen_entry_end(yajl_gen);
 /* Runs a tool; returns the CallToolResult JSON (caller frees). */
 char *fstools_call(const char *name, yajl_val args, size_t *len);
 

@@ -995,11 +995,11 @@ mcp_route_list_tools(struct ahttp_req *req, yajl_val body)
 		yajl_gen_map_open(g);
 		for (i = 0; i < s->ntools; i++) {
 			t = &s->tools[i];
-			fstools_gen_entry_begin(g, t->name, t->description);
+			json_gen_tool_begin(g, t->name, t->description);
 			json_gen_raw(g, t->properties, strlen(t->properties));
 			json_gen_str(g, "required");
 			json_gen_raw(g, t->required, strlen(t->required));
-			fstools_gen_entry_end(g);
+			json_gen_tool_end(g);
 		}
 		yajl_gen_map_close(g);
 	}
