@@ -60,11 +60,6 @@ struct python_cell {
 };
 
 /* A captured output stream, capped like a command's. */
-struct python_capture {
-	char *buf;
-	size_t len, cap, dropped;
-};
-
 enum python_state {
 	PY_DOWN,     /* no interpreter */
 	PY_STARTING, /* started, "ready" not seen yet */
@@ -83,7 +78,7 @@ static struct {
 	int cmd_fd, resp_fd, out_fd, err_fd;
 	struct event *ev_cmd, *ev_resp, *ev_out, *ev_err;
 	struct evbuffer *cmd_buf, *resp_buf;
-	struct python_capture out, err;
+	struct result_buf out, err;
 	int is_ipython;
 	int had_state; /* the interpreter ran a cell */
 	int lost;      /* an interpreter with state died */
@@ -126,37 +121,6 @@ python_init(struct event_base *base, const char *workdir, const char *interp,
 	return 0;
 }
 
-/* Appends to a capture, keeping at most max_output bytes. */
-static void
-python_capture_add(struct python_capture *c, const char *p, size_t n)
-{
-	size_t room = py.max_output - c->len, take = n < room ? n : room;
-
-	c->dropped += n - take;
-	if (take == 0)
-		return;
-	if (c->len + take > c->cap) {
-		size_t cap = c->cap == 0 ? 4096 : c->cap;
-
-		while (cap < c->len + take)
-			cap *= 2;
-		if (cap > py.max_output)
-			cap = py.max_output;
-		c->buf = xreallocarray(c->buf, 1, cap);
-		c->cap = cap;
-	}
-	memcpy(c->buf + c->len, p, take);
-	c->len += take;
-}
-
-/* Empties a capture. */
-static void
-python_capture_reset(struct python_capture *c)
-{
-	free(c->buf);
-	memset(c, 0, sizeof *c);
-}
-
 /* Schedules the kick: start the interpreter or the next cell. */
 static void
 python_kick(void)
@@ -180,7 +144,7 @@ python_cell_free(struct python_cell *cell)
 static void
 python_answer(struct python_cell *cell, const char *note)
 {
-	struct python_capture *o = &py.out, *e = &py.err;
+	struct result_buf *o = &py.out, *e = &py.err;
 	struct evbuffer *out, *err;
 	size_t len, olen, elen;
 	const char *otext, *etext;
@@ -233,11 +197,11 @@ python_answer(struct python_cell *cell, const char *note)
 static void
 python_answer_error(struct python_cell *cell, const char *msg)
 {
-	python_capture_reset(&py.out);
-	python_capture_reset(&py.err);
-	python_capture_add(&py.err, msg, strlen(msg));
+	result_buf_reset(&py.out);
+	result_buf_reset(&py.err);
+	result_buf_add(&py.err, msg, strlen(msg), py.max_output);
 	python_answer(cell, NULL);
-	python_capture_reset(&py.err);
+	result_buf_reset(&py.err);
 }
 
 /* The client of a cell went away: drop it, or let it finish unheard. */
@@ -392,8 +356,8 @@ python_spawn(void)
 	py.ev_err = python_watch(py.err_fd, EV_READ, python_on_output, &py.err);
 	evbuffer_drain(py.cmd_buf, evbuffer_get_length(py.cmd_buf));
 	evbuffer_drain(py.resp_buf, evbuffer_get_length(py.resp_buf));
-	python_capture_reset(&py.out);
-	python_capture_reset(&py.err);
+	result_buf_reset(&py.out);
+	result_buf_reset(&py.err);
 	py.state = PY_STARTING;
 	log_info("python: pid=%ld: started %s", (long)pid, py.interp);
 	return 0;
@@ -427,8 +391,8 @@ python_start_cell(void)
 	size_t len;
 
 	py.current = cell;
-	python_capture_reset(&py.out);
-	python_capture_reset(&py.err);
+	result_buf_reset(&py.out);
+	result_buf_reset(&py.err);
 	if (py.lost) {
 		cell->lost = 1;
 		py.lost = 0;
@@ -495,7 +459,7 @@ python_on_cmd(evutil_socket_t fd, short what, void *arg)
 
 /* Reads what a pipe holds into its capture; 1 at end of file. */
 static int
-python_read_pipe(int fd, struct python_capture *c, int max_reads)
+python_read_pipe(int fd, struct result_buf *c, int max_reads)
 {
 	char chunk[PYTHON_READ_CHUNK];
 	ssize_t n;
@@ -507,7 +471,8 @@ python_read_pipe(int fd, struct python_capture *c, int max_reads)
 			 * dropped; before "ready", stderr is kept. */
 			if (py.current != NULL ||
 			    (py.state == PY_STARTING && c == &py.err))
-				python_capture_add(c, chunk, (size_t)n);
+				result_buf_add(
+				    c, chunk, (size_t)n, py.max_output);
 			continue;
 		}
 		if (n == -1 && errno == EINTR)
@@ -523,7 +488,7 @@ python_read_pipe(int fd, struct python_capture *c, int max_reads)
 static void
 python_on_output(evutil_socket_t fd, short what, void *arg)
 {
-	struct python_capture *c = arg;
+	struct result_buf *c = arg;
 
 	if (python_read_pipe(fd, c, 1)) {
 		if (c == &py.out)
@@ -555,8 +520,8 @@ python_finish_cell(const char *note)
 	python_answer(cell, note);
 	log_debug("python: cell %lu: done", cell->id);
 	python_cell_free(cell);
-	python_capture_reset(&py.out);
-	python_capture_reset(&py.err);
+	result_buf_reset(&py.out);
+	result_buf_reset(&py.err);
 	python_kick();
 }
 
@@ -585,7 +550,7 @@ python_on_frame(yajl_val v)
 			: "?",
 		    py.is_ipython ? "IPython" : "plain");
 		py.state = PY_READY;
-		python_capture_reset(&py.err);
+		result_buf_reset(&py.err);
 		python_kick();
 		return;
 	}
@@ -742,7 +707,7 @@ python_on_exit(pid_t pid, int status, void *arg)
 		    py.err.buf != NULL ? py.err.buf : "");
 		python_fail_all(note);
 		free(note);
-		python_capture_reset(&py.err);
+		result_buf_reset(&py.err);
 		return;
 	}
 	if (cell != NULL) {
@@ -796,8 +761,8 @@ python_shutdown(void)
 		evbuffer_free(py.cmd_buf);
 	if (py.resp_buf != NULL)
 		evbuffer_free(py.resp_buf);
-	python_capture_reset(&py.out);
-	python_capture_reset(&py.err);
+	result_buf_reset(&py.out);
+	result_buf_reset(&py.err);
 	free(py.workdir);
 	free(py.interp);
 }

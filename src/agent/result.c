@@ -1,10 +1,13 @@
 /*
- * result: the CallToolResult JSON every tool of the agent answers with.
+ * result: the CallToolResult JSON every tool of the agent answers with,
+ * and the capped buffers its tools capture output in.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "json.h"
 #include "result.h"
+#include "xmalloc.h"
 
 /* Starts a result. */
 yajl_gen
@@ -57,4 +60,34 @@ result_one(const char *text, int is_error, size_t *len)
 
 	result_text(g, text, strlen(text), NULL);
 	return result_close(g, is_error, len);
+}
+
+void
+result_buf_add(struct result_buf *b, const char *p, size_t n, size_t max)
+{
+	size_t room = b->len < max ? max - b->len : 0,
+	       take = n < room ? n : room;
+	size_t cap;
+
+	b->dropped += n - take;
+	if (take == 0)
+		return;
+	if (b->len + take > b->cap) {
+		cap = b->cap == 0 ? 4096 : b->cap;
+		while (cap < b->len + take)
+			cap *= 2;
+		if (cap > max)
+			cap = max;
+		b->buf = xreallocarray(b->buf, 1, cap);
+		b->cap = cap;
+	}
+	memcpy(b->buf + b->len, p, take);
+	b->len += take;
+}
+
+void
+result_buf_reset(struct result_buf *b)
+{
+	free(b->buf);
+	memset(b, 0, sizeof *b);
 }

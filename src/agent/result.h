@@ -19,4 +19,14 @@ char *result_close(yajl_gen, int is_error, size_t *len);
 /* A result with one text item and no description. */
 char *result_one(const char *text, int is_error, size_t *len);
 
+/* A tool's output captured up to a cap: beyond it, bytes are counted only. */
+struct result_buf {
+	char *buf;
+	size_t len, cap, dropped;
+};
+/* Appends n bytes of p, keeping at most max in all. */
+void result_buf_add(struct result_buf *, const char *p, size_t n, size_t max);
+/* Frees the bytes and empties the buffer. */
+void result_buf_reset(struct result_buf *);
+
 #endif

@@ -22,6 +22,7 @@
 
 #include "child.h"
 #include "log.h"
+#include "result.h"
 #include "shell.h"
 #include "xmalloc.h"
 
@@ -47,9 +48,7 @@ struct shell_stream {
 	struct shell_cmd *cmd;
 	int fd; /* -1 once at EOF */
 	struct event *ev;
-	char *buf;
-	size_t len, cap;
-	size_t dropped; /* bytes beyond the cap */
+	struct result_buf b; /* what it said, up to the cap */
 };
 
 struct shell_cmd {
@@ -147,8 +146,8 @@ shell_free(struct shell_cmd *cmd)
 		event_free(cmd->grace);
 	shell_stream_close(&cmd->out);
 	shell_stream_close(&cmd->err);
-	free(cmd->out.buf);
-	free(cmd->err.buf);
+	result_buf_reset(&cmd->out.b);
+	result_buf_reset(&cmd->err.b);
 	TAILQ_REMOVE(&shell.cmds, cmd, entry);
 	shell.count--;
 	free(cmd);
@@ -261,27 +260,9 @@ shell_cancel(struct shell_cmd *cmd)
 static void
 shell_stream_append(struct shell_stream *s, const char *p, size_t n)
 {
-	size_t room, take;
-
 	if (s->cmd->state == SHELL_DONE)
 		return; /* answered already: discard */
-	room = shell.max_output - s->len;
-	take = n < room ? n : room;
-	s->dropped += n - take;
-	if (take == 0)
-		return;
-	if (s->len + take > s->cap) {
-		size_t cap = s->cap == 0 ? 4096 : s->cap;
-
-		while (cap < s->len + take)
-			cap *= 2;
-		if (cap > shell.max_output)
-			cap = shell.max_output;
-		s->buf = xreallocarray(s->buf, 1, cap);
-		s->cap = cap;
-	}
-	memcpy(s->buf + s->len, p, take);
-	s->len += take;
+	result_buf_add(&s->b, p, n, shell.max_output);
 }
 
 /* Reads what a pipe has; 1 at EOF or error, else 0. */
@@ -360,17 +341,17 @@ shell_mark_truncated(struct shell_stream *s, char **text, size_t *len)
 	char *t;
 	int n;
 
-	if (s->dropped == 0) {
+	if (s->b.dropped == 0) {
 		*text = NULL;
 		*len = 0;
 		return;
 	}
 	n = xasprintf(
-	    &t, "\n[output truncated: %zu bytes dropped]", s->dropped);
-	*text = xmalloc(s->len + (size_t)n + 1);
-	memcpy(*text, s->buf, s->len);
-	memcpy(*text + s->len, t, (size_t)n + 1);
-	*len = s->len + (size_t)n;
+	    &t, "\n[output truncated: %zu bytes dropped]", s->b.dropped);
+	*text = xmalloc(s->b.len + (size_t)n + 1);
+	memcpy(*text, s->b.buf, s->b.len);
+	memcpy(*text + s->b.len, t, (size_t)n + 1);
+	*len = s->b.len + (size_t)n;
 	free(t);
 }
 
@@ -386,12 +367,14 @@ shell_answer(struct shell_cmd *cmd)
 		return;
 	memset(&r, 0, sizeof r);
 	shell_mark_truncated(&cmd->out, &out, &out_len);
-	r.out = out != NULL ? out : (cmd->out.buf != NULL ? cmd->out.buf : "");
-	r.out_len = out != NULL ? out_len : cmd->out.len;
+	r.out =
+	    out != NULL ? out : (cmd->out.b.buf != NULL ? cmd->out.b.buf : "");
+	r.out_len = out != NULL ? out_len : cmd->out.b.len;
 
 	shell_mark_truncated(&cmd->err, &err, &err_len);
-	r.err = err != NULL ? err : (cmd->err.buf != NULL ? cmd->err.buf : "");
-	r.err_len = err != NULL ? err_len : cmd->err.len;
+	r.err =
+	    err != NULL ? err : (cmd->err.b.buf != NULL ? cmd->err.b.buf : "");
+	r.err_len = err != NULL ? err_len : cmd->err.b.len;
 	if (cmd->timed_out) {
 		int n;
 
@@ -445,10 +428,8 @@ shell_check(struct shell_cmd *cmd)
 	case SHELL_DONE:
 		shell_answer(cmd);
 		/* Buffers are no longer needed while leftovers drain. */
-		free(cmd->out.buf);
-		free(cmd->err.buf);
-		cmd->out.buf = cmd->err.buf = NULL;
-		cmd->out.len = cmd->err.len = cmd->out.cap = cmd->err.cap = 0;
+		result_buf_reset(&cmd->out.b);
+		result_buf_reset(&cmd->err.b);
 		if (!open_fds) {
 			log_debug("shell: pid=%ld: done", (long)cmd->pid);
 			shell_free(cmd);
