@@ -274,6 +274,33 @@ main_bench_records(void)
 	return n;
 }
 
+/* The pool's parameters from the configuration. */
+static void
+main_pool_params(const struct cfg *cfg, struct pool_params *pp)
+{
+	memset(pp, 0, sizeof *pp);
+	pp->instance_id = cfg->instance_id;
+	pp->prefix = cfg->container_prefix;
+	pp->agent_path = cfg->agent_path;
+	pp->run_dir = cfg->run_dir;
+	pp->mount_root = cfg->default_mount_dir;
+	pp->publish_host = cfg->publish_host;
+	pp->readonly_mounts = (const char *const *)cfg->readonly_mounts;
+	pp->types = cfg->types;
+	pp->pool_types = (const char *const *)cfg->default_types;
+	pp->pool_size = cfg->pool_size;
+	pp->refill_concurrency = cfg->refill_concurrency;
+	pp->max_instances = cfg->max_sandbox_instances;
+	pp->warmup_timeout = cfg->warmup_timeout;
+	pp->keep_workspace = cfg->keep_workspace;
+	pp->watcher_interval = cfg->watcher_scan_interval;
+	pp->lease_ttl = cfg->lease_ttl;
+	pp->shared = cfg->redis_enabled;
+	pp->heartbeat_timeout = cfg->heartbeat_timeout;
+	pp->lock_ttl = cfg->heartbeat_lock_ttl;
+	pp->release_ttl = cfg->released_key_ttl;
+}
+
 /* Builds the pool and serves the RPC routes (the store is made). */
 static void
 main_build_pool(struct main_ctx *m)
@@ -281,27 +308,7 @@ main_build_pool(struct main_ctx *m)
 	const struct cfg *cfg = m->cfg;
 	struct pool_params pp;
 
-	memset(&pp, 0, sizeof pp);
-	pp.instance_id = cfg->instance_id;
-	pp.prefix = cfg->container_prefix;
-	pp.agent_path = cfg->agent_path;
-	pp.run_dir = cfg->run_dir;
-	pp.mount_root = cfg->default_mount_dir;
-	pp.publish_host = cfg->publish_host;
-	pp.readonly_mounts = (const char *const *)cfg->readonly_mounts;
-	pp.types = cfg->types;
-	pp.pool_types = (const char *const *)cfg->default_types;
-	pp.pool_size = cfg->pool_size;
-	pp.refill_concurrency = cfg->refill_concurrency;
-	pp.max_instances = cfg->max_sandbox_instances;
-	pp.warmup_timeout = cfg->warmup_timeout;
-	pp.keep_workspace = cfg->keep_workspace;
-	pp.watcher_interval = cfg->watcher_scan_interval;
-	pp.lease_ttl = cfg->lease_ttl;
-	pp.shared = cfg->redis_enabled;
-	pp.heartbeat_timeout = cfg->heartbeat_timeout;
-	pp.lock_ttl = cfg->heartbeat_lock_ttl;
-	pp.release_ttl = cfg->released_key_ttl;
+	main_pool_params(cfg, &pp);
 	if (m->bench_records > 0) {
 		store_bench_preload(m->store, &pp, m->bench_records);
 		log_warnx("bench: %d synthetic warm records without containers "
@@ -662,16 +669,8 @@ main_cleanup(struct cfg *cfg)
 		return;
 	}
 	m.store = main_store(m.base, cfg);
-	memset(&pp, 0, sizeof pp);
-	pp.instance_id = cfg->instance_id;
-	pp.prefix = cfg->container_prefix;
-	pp.run_dir = cfg->run_dir;
-	pp.mount_root = cfg->default_mount_dir;
-	pp.publish_host = cfg->publish_host;
-	pp.types = cfg->types;
-	pp.pool_types = (const char *const *)cfg->default_types;
-	pp.keep_workspace = cfg->keep_workspace;
-	pp.shared = 1;
+	main_pool_params(cfg, &pp);
+	pp.shared = 1; /* the workers' store, shared by definition */
 	m.pool = pool_new(m.base, m.hc, m.drv, m.store, &pp);
 	m.ready_wait = evtimer_new(m.base, main_on_cleanup_ready, &m);
 	evtimer_add(m.ready_wait, &tv);
