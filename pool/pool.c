@@ -161,32 +161,6 @@ static void pool_on_events_retry(evutil_socket_t, short, void *);
 static void pool_call_stop_waits(struct pool *);
 static void pool_call_drop_waits(struct pool *);
 
-/* Copies a NULL-terminated string vector. */
-static char **
-pool_strv_dup(const char *const *v)
-{
-	size_t n = 0, i;
-	char **d;
-
-	while (v != NULL && v[n] != NULL)
-		n++;
-	d = xcalloc(n + 1, sizeof *d);
-	for (i = 0; i < n; i++)
-		d[i] = xstrdup(v[i]);
-	return d;
-}
-
-/* Frees a NULL-terminated string vector. */
-static void
-pool_strv_free(char **v)
-{
-	size_t i;
-
-	for (i = 0; v != NULL && v[i] != NULL; i++)
-		free(v[i]);
-	free(v);
-}
-
 /* nftw visitor removing everything below a directory. */
 static int
 pool_rm_entry(
@@ -287,7 +261,7 @@ pool_new(struct event_base *base, struct hc *hc, struct drv *drv,
 	p->mount_root = xstrdup0(pp->mount_root);
 	p->publish_host =
 	    xstrdup(pp->publish_host != NULL ? pp->publish_host : "127.0.0.1");
-	p->ro_mounts = pool_strv_dup(pp->readonly_mounts);
+	p->ro_mounts = xstrv_dup(pp->readonly_mounts);
 	p->types = pp->types;
 	p->default_type =
 	    xstrdup(pp->pool_types != NULL && pp->pool_types[0] != NULL
@@ -345,7 +319,7 @@ pool_free(struct pool *p)
 		TAILQ_REMOVE(&p->ops, op, entry);
 		rt_wait_cancel(op->wait);
 		sbx_free(op->rec);
-		pool_strv_free(op->env);
+		xstrv_free(op->env);
 		free(op->cause);
 		free(op->owner);
 		free(op);
@@ -363,7 +337,7 @@ pool_free(struct pool *p)
 	free(p->run_dir);
 	free(p->mount_root);
 	free(p->publish_host);
-	pool_strv_free(p->ro_mounts);
+	xstrv_free(p->ro_mounts);
 	free(p->default_type);
 	free(p);
 }
@@ -416,7 +390,7 @@ pool_on_deferred(evutil_socket_t fd, short what, void *arg)
 	free(d->name);
 	sbx_free(d->rec);
 	free(d->status);
-	pool_strv_free(d->names);
+	xstrv_free(d->names);
 	free(d);
 }
 
@@ -557,7 +531,7 @@ pool_op_free(struct pool_op *op)
 {
 	rt_wait_cancel(op->wait);
 	sbx_free(op->rec);
-	pool_strv_free(op->env);
+	xstrv_free(op->env);
 	free(op->cause);
 	free(op->owner);
 	free(op);
@@ -951,7 +925,7 @@ pool_op_create(struct pool_op *op)
 		free(env[i]);
 	}
 	free(env);
-	pool_strv_free(binds);
+	xstrv_free(binds);
 }
 
 /*
@@ -1129,7 +1103,7 @@ pool_op_start_in(struct pool *p, const struct sbtype *t, struct pool_type *pt,
 	op->pt = pt;
 	op->cb = cb;
 	op->arg = arg;
-	op->env = env != NULL ? pool_strv_dup(env) : NULL;
+	op->env = env != NULL ? xstrv_dup(env) : NULL;
 	op->state = OP_BEGIN;
 	op->rec = s = sbx_new();
 	sbx_random_id(id);

@@ -115,34 +115,6 @@ static const char *const sbtype_limit_keys[] = {
 };
 /* clang-format on */
 
-/* Copies a NULL-terminated string vector (NULL gives an empty one). */
-static char **
-sbtype_strv_dup(const char *const *v)
-{
-	char **out;
-	size_t i, n = 0;
-
-	while (v != NULL && v[n] != NULL)
-		n++;
-	out = xcalloc(n + 1, sizeof *out);
-	for (i = 0; i < n; i++)
-		out[i] = xstrdup(v[i]);
-	return out;
-}
-
-/* Frees a NULL-terminated string vector. */
-static void
-sbtype_strv_free(char **v)
-{
-	size_t i;
-
-	if (v == NULL)
-		return;
-	for (i = 0; v[i] != NULL; i++)
-		free(v[i]);
-	free(v);
-}
-
 /* Frees one type. */
 static void
 sbtype_free(struct sbtype *t)
@@ -152,13 +124,13 @@ sbtype_free(struct sbtype *t)
 	free(t->name);
 	free(t->image);
 	free(t->description);
-	sbtype_strv_free(t->env);
-	sbtype_strv_free(t->cmd);
+	xstrv_free(t->env);
+	xstrv_free(t->cmd);
 	free(t->network);
 	free(t->runtime);
-	sbtype_strv_free(t->cap_drop);
-	sbtype_strv_free(t->cap_add);
-	sbtype_strv_free(t->tmpfs);
+	xstrv_free(t->cap_drop);
+	xstrv_free(t->cap_add);
+	xstrv_free(t->tmpfs);
 	free(t->user);
 	free(t);
 }
@@ -191,10 +163,10 @@ sbtype_new(const struct sbtypes *types, const char *name)
 	t->memory = SBTYPE_DEF_MEMORY;
 	t->nano_cpus = SBTYPE_DEF_NANO_CPUS;
 	t->pids_limit = SBTYPE_DEF_PIDS;
-	t->cap_drop = sbtype_strv_dup(sbtype_def_cap_drop);
-	t->cap_add = sbtype_strv_dup(sbtype_def_cap_add);
+	t->cap_drop = xstrv_dup(sbtype_def_cap_drop);
+	t->cap_add = xstrv_dup(sbtype_def_cap_add);
 	t->no_new_privileges = 1;
-	t->tmpfs = sbtype_strv_dup(NULL);
+	t->tmpfs = xstrv_dup(NULL);
 	return t;
 }
 
@@ -210,7 +182,7 @@ sbtype_finish(struct sbtype *t)
 	if (t->network == NULL)
 		t->network = xstrdup(t->inject_agent ? "none" : "bridge");
 	if (t->read_only && t->tmpfs[0] == NULL) {
-		sbtype_strv_free(t->tmpfs);
+		xstrv_free(t->tmpfs);
 		t->tmpfs = xcalloc(3, sizeof *t->tmpfs);
 		t->tmpfs[0] = xstrdup(SBTYPE_DEF_TMPFS_PATH);
 		t->tmpfs[1] = xstrdup(SBTYPE_DEF_TMPFS_OPTS);
@@ -268,11 +240,11 @@ sbtypes_new(const char *registry, const char *ns, const char *tag, int timeout)
 		if (b->pids != 0)
 			t->pids_limit = b->pids;
 		if (strcmp(b->name, "bfcl") == 0)
-			t->env = sbtype_strv_dup(sbtype_bfcl_env);
+			t->env = xstrv_dup(sbtype_bfcl_env);
 		else if (strncmp(b->name, "filesystem", 10) == 0)
-			t->env = sbtype_strv_dup(sbtype_filesystem_env);
+			t->env = xstrv_dup(sbtype_filesystem_env);
 		else
-			t->env = sbtype_strv_dup(NULL);
+			t->env = xstrv_dup(NULL);
 		sbtype_finish(t);
 		TAILQ_INSERT_TAIL(&types->list, t, entry);
 	}
@@ -517,7 +489,7 @@ sbtype_get_env(yajl_val v, char ***out, char **cause)
 	*out = env;
 	return 0;
 fail:
-	sbtype_strv_free(env);
+	xstrv_free(env);
 	return -1;
 }
 
@@ -539,7 +511,7 @@ sbtype_get_cmd(yajl_val v, char ***out, char **cause)
 		if (!YAJL_IS_STRING(v->u.array.values[i])) {
 			xasprintf(
 			    cause, "cmd: argument %zu is not a string", i + 1);
-			sbtype_strv_free(cmd);
+			xstrv_free(cmd);
 			return -1;
 		}
 		cmd[i] = xstrdup(YAJL_GET_STRING(v->u.array.values[i]));
@@ -622,14 +594,14 @@ sbtype_get_caps(yajl_val v, const char *what, char ***out, char **cause)
 			    "%s: item %zu is not a capability "
 			    "name (like \"CHOWN\" or \"ALL\")",
 			    what, i + 1);
-			sbtype_strv_free(caps);
+			xstrv_free(caps);
 			return -1;
 		}
 		caps[i] = xstrdup(s);
 		for (j = 0; caps[i][j] != '\0'; j++)
 			caps[i][j] = (char)toupper((unsigned char)caps[i][j]);
 	}
-	sbtype_strv_free(*out);
+	xstrv_free(*out);
 	*out = caps;
 	return 0;
 }
@@ -713,11 +685,11 @@ sbtype_get_tmpfs(yajl_val v, char ***out, char **cause)
 		l[2 * i] = xstrdup(path);
 		l[2 * i + 1] = xstrdup(opts);
 	}
-	sbtype_strv_free(*out);
+	xstrv_free(*out);
 	*out = l;
 	return 0;
 fail:
-	sbtype_strv_free(l);
+	xstrv_free(l);
 	return -1;
 }
 
@@ -810,7 +782,7 @@ sbtype_from_json(const struct sbtypes *types, yajl_val obj, char **cause)
 		if (sbtype_get_env(v, &t->env, cause) == -1)
 			goto fail;
 	} else
-		t->env = sbtype_strv_dup(NULL);
+		t->env = xstrv_dup(NULL);
 	if ((v = json_get(obj, "resource_limits")) != NULL &&
 	    sbtype_get_limits(v, t, cause) == -1)
 		goto fail;

@@ -734,19 +734,6 @@ cfg_list_add(char ***list, size_t *n, const char *s, size_t len)
 	free(t);
 }
 
-/* Frees a NULL-terminated string vector. */
-static void
-cfg_strv_free(char **v)
-{
-	size_t i;
-
-	if (v == NULL)
-		return;
-	for (i = 0; v[i] != NULL; i++)
-		free(v[i]);
-	free(v);
-}
-
 /*
  * Parses a list as the upstream validator does: "[...]" is JSON if it
  * parses, else its inside is split on commas; anything else is split on
@@ -773,7 +760,7 @@ cfg_parse_list(const char *s, char ***out, char **cause)
 					    "a string",
 					    i + 1);
 					yajl_tree_free(v);
-					cfg_strv_free(list);
+					xstrv_free(list);
 					free(t);
 					return -1;
 				}
@@ -932,7 +919,7 @@ cfg_parse_mounts(
 	return 0;
 fail:
 	yajl_tree_free(v);
-	cfg_strv_free(m);
+	xstrv_free(m);
 	return -1;
 }
 
@@ -1036,10 +1023,10 @@ cfg_apply(struct cfg_ctx *ctx, struct cfg_priv *priv, size_t idx)
 		if (cfg_parse_list(text, &list, &cause) == -1)
 			break;
 		if (k->off != CFG_NOFIELD) {
-			cfg_strv_free(*(char ***)cfg_field(cfg, k));
+			xstrv_free(*(char ***)cfg_field(cfg, k));
 			*(char ***)cfg_field(cfg, k) = list;
 		} else
-			cfg_strv_free(list);
+			xstrv_free(list);
 		break;
 	case CFG_PORTS:
 		if (cfg_parse_ports(text, k->min, k->max, ports, &cause) == 0)
@@ -1047,7 +1034,7 @@ cfg_apply(struct cfg_ctx *ctx, struct cfg_priv *priv, size_t idx)
 		break;
 	case CFG_MOUNTS:
 		if (cfg_parse_mounts(ctx, text, &list, &cause) == 0) {
-			cfg_strv_free(*(char ***)cfg_field(cfg, k));
+			xstrv_free(*(char ***)cfg_field(cfg, k));
 			*(char ***)cfg_field(cfg, k) = list;
 		}
 		break;
@@ -1775,7 +1762,7 @@ cfg_free(struct cfg *cfg)
 			break;
 		case CFG_LIST:
 		case CFG_MOUNTS:
-			cfg_strv_free(*(char ***)cfg_field(cfg, k));
+			xstrv_free(*(char ***)cfg_field(cfg, k));
 			*(char ***)cfg_field(cfg, k) = NULL;
 			break;
 		default:

@@ -112,3 +112,27 @@ xstrset(char **p, const char *s)
 	free(*p);
 	*p = n;
 }
+
+char **
+xstrv_dup(const char *const *v)
+{
+	size_t i, n = 0;
+	char **out;
+
+	while (v != NULL && v[n] != NULL)
+		n++;
+	out = xcalloc(n + 1, sizeof *out);
+	for (i = 0; i < n; i++)
+		out[i] = xstrdup(v[i]);
+	return out;
+}
+
+void
+xstrv_free(char **v)
+{
+	size_t i;
+
+	for (i = 0; v != NULL && v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
+}

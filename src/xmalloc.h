@@ -18,5 +18,9 @@ int xasprintf(char **, const char *, ...)
     __attribute__((__format__(printf, 2, 3)));
 /* Frees *p and sets it to a copy of s (or NULL). */
 void xstrset(char **p, const char *s);
+/* Copies a NULL-terminated string vector (NULL gives an empty one). */
+char **xstrv_dup(const char *const *);
+/* Frees a NULL-terminated string vector (NULL is fine). */
+void xstrv_free(char **);
 
 #endif

@@ -223,19 +223,6 @@ child_which(const char *name)
 	}
 }
 
-/* Frees a NULL-terminated array of strings. */
-void
-child_strv_free(char **v)
-{
-	size_t i;
-
-	if (v == NULL)
-		return;
-	for (i = 0; v[i] != NULL; i++)
-		free(v[i]);
-	free(v);
-}
-
 /* The agent's environment with "K=V" sets applied (replacing K). */
 char **
 child_env_merge(char *const *sets)

@@ -45,8 +45,6 @@ void child_forget(pid_t pid);
 char *child_which(const char *name);
 /* Builds "K=V" strings: the agent's environment with sets applied. */
 char **child_env_merge(char *const *sets);
-/* Frees a NULL-terminated array of strings. */
-void child_strv_free(char **);
 /* Reaps what has exited and removes the handler. */
 void child_shutdown(void);
 

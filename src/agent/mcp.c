@@ -832,9 +832,9 @@ mcp_server_start(const char *name, yajl_val cfg, char **why)
 	yajl_gen_map_close(g);
 	mcp_send(s, g);
 	free(path);
-	child_strv_free(argv);
-	child_strv_free(sets);
-	child_strv_free(envp);
+	xstrv_free(argv);
+	xstrv_free(sets);
+	xstrv_free(envp);
 	return s;
 
 fail:
@@ -847,9 +847,9 @@ fail:
 			close(err[i]);
 	}
 	free(path);
-	child_strv_free(argv);
-	child_strv_free(sets);
-	child_strv_free(envp);
+	xstrv_free(argv);
+	xstrv_free(sets);
+	xstrv_free(envp);
 	return NULL;
 }
 
