@@ -47,20 +47,6 @@ RUNTIME_PORT = 80  # busybox-types.json "base"
 API = harness.API
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    """http.client over an AF_UNIX socket."""
-
-    def __init__(self, path, timeout=60):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
 class Engine:
     """One keep-alive connection to dockerd (one per thread)."""
 
@@ -75,7 +61,7 @@ class Engine:
         headers = {"Content-Type": "application/json"} if data else {}
         for attempt in (0, 1):
             if self.conn is None:
-                self.conn = UnixHTTP(self.path)
+                self.conn = harness.UnixHTTPConnection(self.path)
             try:
                 self.conn.request(method, path, body=data, headers=headers)
                 r = self.conn.getresponse()
@@ -186,7 +172,7 @@ class Sandbox:
     def runtime(self, method, path, body=None, timeout=10):
         """One call to the agent over its unix socket (a new connection,
         as a first probe must be); returns (status, body bytes)."""
-        c = UnixHTTP(self.sock, timeout=timeout)
+        c = harness.UnixHTTPConnection(self.sock, timeout=timeout)
         try:
             headers = {"Authorization": "Bearer " + self.token}
             data = None
@@ -377,7 +363,7 @@ def exec_run(eng, container, cmd=("true",)):
                            {"Cmd": list(cmd), "AttachStdout": True,
                             "AttachStderr": True})
     xid = _check("exec create", st, body)["Id"]
-    c = UnixHTTP(eng.path)
+    c = harness.UnixHTTPConnection(eng.path)
     try:
         c.request("POST", "%s/exec/%s/start" % (API, xid),
                   body=json.dumps({"Detach": False, "Tty": False}).encode(),

@@ -245,7 +245,7 @@ def docker_socket_path():
     return "/var/run/docker.sock"
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
+class UnixHTTPConnection(http.client.HTTPConnection):
     """http.client over an AF_UNIX socket."""
 
     def __init__(self, path, timeout=60):
@@ -267,7 +267,7 @@ class Docker:
 
     def request(self, method, path, body=None, timeout=60):
         """Returns (status, decoded JSON or text)."""
-        c = _UnixHTTPConnection(self.path, timeout=timeout)
+        c = UnixHTTPConnection(self.path, timeout=timeout)
         try:
             headers = {}
             if body is not None:

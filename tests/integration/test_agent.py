@@ -25,6 +25,9 @@ import threading
 import time
 import urllib.parse
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402 (UnixHTTPConnection)
+
 TOKEN = "t0ken-for-tests"
 MAX_OUTPUT = 65536
 
@@ -61,20 +64,6 @@ class TAP:
     def done(self):
         print("1..%d" % self.n)
         return 1 if self.failed else 0
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """http.client over an AF_UNIX stream socket."""
-
-    def __init__(self, path, timeout=10):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
 
 
 def free_port():
@@ -123,7 +112,7 @@ class Agent:
     def request(self, method, path, body=None, headers=None, unix=False,
                 timeout=30, auth=True):
         if unix:
-            conn = UnixHTTPConnection(self.sock, timeout=timeout)
+            conn = harness.UnixHTTPConnection(self.sock, timeout=timeout)
         else:
             conn = http.client.HTTPConnection("127.0.0.1", self.port,
                                               timeout=timeout)

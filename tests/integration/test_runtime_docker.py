@@ -109,7 +109,7 @@ class Box:
     def request(self, method, path, body=None, headers=None, auth=True,
                 timeout=60):
         """(status, body bytes, response) over the unix socket."""
-        c = harness._UnixHTTPConnection(self.sock, timeout=timeout)
+        c = harness.UnixHTTPConnection(self.sock, timeout=timeout)
         h = {"Authorization": "Bearer " + self.token} if auth else {}
         h.update(headers or {})
         if body is not None and not isinstance(body, (bytes, str)):
@@ -320,7 +320,7 @@ def transfer(b, what):
             yield block[:n]
             sent += n
 
-    c = harness._UnixHTTPConnection(b.sock, timeout=120)
+    c = harness.UnixHTTPConnection(b.sock, timeout=120)
     t0 = time.monotonic()
     c.request("PUT", "/fastapi/workspace/file?path=big.bin", body=body(),
               headers={"Authorization": "Bearer " + b.token,

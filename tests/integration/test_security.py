@@ -321,7 +321,7 @@ def test_network_none(s):
 
 
 def agent_get(sock_path, token, path="/fastapi/healthz"):
-    c = harness._UnixHTTPConnection(sock_path, timeout=10)
+    c = harness.UnixHTTPConnection(sock_path, timeout=10)
     try:
         headers = {"Authorization": "Bearer " + token} if token is not None \
             else {}
