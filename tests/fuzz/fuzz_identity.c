@@ -93,7 +93,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    strchr("_.-", s[i]) == NULL)
 				abort();
 	}
-	api_show(s, shown, sizeof shown);
+	log_show(s, SBX_IDENTITY_MAX, shown, sizeof shown);
 	for (i = 0; shown[i] != '\0'; i++)
 		if (iscntrl((unsigned char)shown[i]))
 			abort();

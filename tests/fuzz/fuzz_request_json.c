@@ -77,7 +77,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (sbx_identity_ok(api_str(&c, 0)) &&
 		    strpbrk(api_str(&c, 0), "/\\ \t\r\n") != NULL)
 			abort();
-		api_show(api_str(&c, 0), shown, sizeof shown);
+		log_show(api_str(&c, 0), SBX_IDENTITY_MAX, shown, sizeof shown);
 		if (strlen(shown) > SBX_IDENTITY_MAX + 3)
 			abort();
 	}
